@@ -1,0 +1,45 @@
+# Every target starts with `install`, so a fresh clone needs nothing but Python 3.11.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+# dbt's usage tracking would only wait on a host these machines cannot reach.
+export DO_NOT_TRACK := 1
+
+.PHONY: install demo test lint format docs bench clean
+
+install: $(VENV)/.installed profiles.yml
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,demo]'
+	touch $@
+
+profiles.yml:
+	cp profiles.example.yml profiles.yml
+
+demo: install
+	$(BIN)/python -m runner.demo $(DEMO_ARGS)
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check runner tests bench
+	$(BIN)/ruff format --check runner tests bench
+	$(BIN)/sqlfluff lint models macros tests
+
+format: install
+	$(BIN)/ruff check --fix runner tests bench
+	$(BIN)/ruff format runner tests bench
+	$(BIN)/sqlfluff fix models
+
+docs: install
+	$(BIN)/dbt docs generate
+	$(BIN)/dbt docs serve --host 127.0.0.1 --port 8080
+
+bench: install
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+clean:
+	rm -rf target logs .pytest_cache .ruff_cache

@@ -1,0 +1,148 @@
+{#
+    Report parameters arrive as dbt vars, and dbt renders vars into SQL text. Every value is
+    validated and re-serialised here, before anything reaches SQL: a UUID is matched by pattern
+    and lower-cased, a timestamp is parsed and printed back in ISO 8601, a count is an integer.
+    So no character typed by a user ever ends up in a statement.
+#}
+
+{% macro deal_aging_invalid_var(name, expected, value) %}
+    {{ exceptions.raise_compiler_error(
+        "Invalid var " ~ name ~ ": expected " ~ expected ~ ", got " ~ (value | string | truncate(80, true)) ~ "."
+    ) }}
+{% endmacro %}
+
+
+{% macro deal_aging_uuid(name, value) %}
+    {% if value is none or value == '' %}
+        {{ return(none) }}
+    {% endif %}
+    {% set pattern = '[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}' %}
+    {% if value is not string or not modules.re.fullmatch(pattern, value) %}
+        {% do deal_aging_invalid_var(name, 'a UUID', value) %}
+    {% endif %}
+    {{ return(value | lower) }}
+{% endmacro %}
+
+
+{% macro deal_aging_day_count(name, value) %}
+    {% if value is none or value == '' %}
+        {{ return(none) }}
+    {% endif %}
+    {% if value is string and modules.re.fullmatch('[0-9]{1,10}', value) %}
+        {% set value = value | int %}
+    {% endif %}
+    {# 2147483647 is PostgreSQL's largest integer: a larger count could not be stored. #}
+    {% if value is not integer or value is boolean or value < 0 or value > 2147483647 %}
+        {% do deal_aging_invalid_var(name, 'a whole number of days, 0 or more', value) %}
+    {% endif %}
+    {{ return(value) }}
+{% endmacro %}
+
+
+{% macro deal_aging_timestamp(name, value) %}
+    {% if value is none or value == '' %}
+        {{ return(none) }}
+    {% endif %}
+    {# YAML turns unquoted dates and timestamps into objects; their text form parses back. #}
+    {% set text = value | string %}
+    {% set pattern = '([0-9]{4})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])'
+        ~ '([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?'
+        ~ '(Z|[+-]([01][0-9]|2[0-3]):?[0-5][0-9])?)?' %}
+    {% set match = modules.re.fullmatch(pattern, text) %}
+    {# Jinja cannot catch the parser's error, so the pattern and the month length rule out
+       every text that datetime.fromisoformat would reject. #}
+    {% if match %}
+        {% set year = match.group(1) | int %}
+        {% set month = match.group(2) | int %}
+        {% set leap = (year % 4 == 0 and year % 100 != 0) or year % 400 == 0 %}
+        {% set month_days = [31, 29 if leap else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31] %}
+        {% set match = year >= 1 and (match.group(3) | int) <= month_days[month - 1] %}
+    {% endif %}
+    {% if not match %}
+        {% do deal_aging_invalid_var(name, 'an ISO 8601 timestamp such as 2026-01-31T00:00:00Z', value) %}
+    {% endif %}
+    {% set parsed = modules.datetime.datetime.fromisoformat(text) %}
+    {% if parsed.tzinfo is none %}
+        {% set parsed = parsed.replace(tzinfo=modules.datetime.timezone.utc) %}
+    {% endif %}
+    {{ return(parsed) }}
+{% endmacro %}
+
+
+{% macro deal_aging_principal_type(name, value) %}
+    {% if value is none or value == '' %}
+        {{ return(none) }}
+    {% endif %}
+    {% if value is not string or (value | upper) not in ['USER', 'GROUP'] %}
+        {% do deal_aging_invalid_var(name, 'USER or GROUP', value) %}
+    {% endif %}
+    {{ return(value | upper) }}
+{% endmacro %}
+
+
+{% macro deal_aging_schema_name(name, value) %}
+    {% if value is not string or not modules.re.fullmatch('[A-Za-z_][A-Za-z0-9_]{0,62}', value) %}
+        {% do deal_aging_invalid_var(name, 'a plain schema name (letters, digits, underscores)', value) %}
+    {% endif %}
+    {{ return(value) }}
+{% endmacro %}
+
+
+{#
+    The validated parameters of this invocation, from its vars. Raises a compiler error naming
+    the first var that is wrong. Timestamps come back as timezone-aware datetimes.
+#}
+{% macro deal_aging_report_params() %}
+    {% set params = {
+        'tenant_id': deal_aging_uuid('tenant_id', var('tenant_id')),
+        'threshold_days': deal_aging_day_count('threshold_days', var('threshold_days')),
+        'cycle_threshold_days': deal_aging_day_count('cycle_threshold_days', var('cycle_threshold_days')),
+        'period_start': deal_aging_timestamp('period_start', var('period_start')),
+        'period_end': deal_aging_timestamp('period_end', var('period_end')),
+        'pipeline_id': deal_aging_uuid('pipeline_id', var('pipeline_id')),
+        'stage_id': deal_aging_uuid('stage_id', var('stage_id')),
+        'principal_type': deal_aging_principal_type('principal_type', var('principal_type')),
+        'principal_id': deal_aging_uuid('principal_id', var('principal_id')),
+    } %}
+    {% do deal_aging_schema_name('source_schema', var('source_schema')) %}
+    {% if params.threshold_days is none %}
+        {% do deal_aging_invalid_var('threshold_days', 'a whole number of days, 0 or more', 'nothing') %}
+    {% endif %}
+    {% if (params.principal_type is none) != (params.principal_id is none) %}
+        {{ exceptions.raise_compiler_error(
+            "Invalid vars principal_type and principal_id: give both (USER or GROUP, and a UUID) or neither."
+        ) }}
+    {% endif %}
+    {% if params.period_start is not none and params.period_end is not none
+        and params.period_start >= params.period_end %}
+        {{ exceptions.raise_compiler_error(
+            "Invalid vars period_start and period_end: period_start (" ~ params.period_start.isoformat()
+            ~ ") must be before period_end (" ~ params.period_end.isoformat() ~ ")."
+        ) }}
+    {% endif %}
+    {{ return(params) }}
+{% endmacro %}
+
+
+{#
+    The run_ids whose headers someone else (the runner) has written: the var run_id (one UUID or
+    a list), else the environment variable DEAL_AGING_RUN_IDS (comma-separated). The runner uses
+    the environment variable because a changed var makes dbt re-parse the whole project.
+    Empty when dbt is to write the headers itself.
+#}
+{% macro deal_aging_given_run_ids() %}
+    {% set given = var('run_id') %}
+    {% if given is none or given == '' %}
+        {% set given = env_var('DEAL_AGING_RUN_IDS', '') %}
+        {% set given = given.split(',') if given else [] %}
+    {% elif given is string %}
+        {% set given = [given] %}
+    {% elif given is not iterable or given is mapping %}
+        {% do deal_aging_invalid_var('run_id', 'a UUID or a list of UUIDs', given) %}
+    {% endif %}
+    {% set run_ids = [] %}
+    {% for run_id in given %}
+        {% do run_ids.append(deal_aging_uuid('run_id', run_id | trim)) %}
+    {% endfor %}
+    {{ return(run_ids) }}
+{% endmacro %}

@@ -1,0 +1,138 @@
+with
+
+runs as (
+
+    select * from {{ ref('int_deal_aging_as_of') }}
+
+),
+
+deal_stage_states as (
+
+    select * from {{ ref('stg_dyno_crm__deal_stage_states') }}
+
+),
+
+pipeline_stages as (
+
+    select * from {{ ref('stg_dyno_crm__pipeline_stages') }}
+
+),
+
+deals as (
+
+    select * from {{ ref('stg_dyno_crm__deals') }}
+
+),
+
+open_deals_in_scope as (
+
+    select
+        runs.run_id,
+        runs.tenant_id,
+        runs.threshold_days,
+        runs.cycle_threshold_days,
+        runs.principal_type,
+        runs.principal_id,
+        runs.as_of_ts,
+        deals.deal_id,
+        deals.pipeline_id,
+        deals.amount,
+        deals.deal_created_at,
+        deals.owned_by_user_id,
+        deals.owned_by_group_id,
+        deals.assigned_user_id,
+        deals.assigned_group_id,
+        deal_stage_states.pipeline_stage_id as stage_id,
+        deal_stage_states.stage_entered_at,
+        pipeline_stages.stage_state
+
+    from runs
+
+    -- Every join also matches tenant_id: a row that points into another tenant never joins.
+    inner join deal_stage_states
+        on runs.tenant_id = deal_stage_states.tenant_id
+
+    inner join pipeline_stages
+        on
+            deal_stage_states.pipeline_stage_id = pipeline_stages.pipeline_stage_id
+            and deal_stage_states.tenant_id = pipeline_stages.tenant_id
+
+    inner join deals
+        on
+            deal_stage_states.deal_id = deals.deal_id
+            and deal_stage_states.tenant_id = deals.tenant_id
+
+    where
+        deal_stage_states.is_current
+        and pipeline_stages.stage_state not in ('DONE_SUCCESS', 'DONE_FAILED')
+        and (runs.period_start is null or deal_stage_states.stage_entered_at >= runs.period_start)
+        and (runs.period_end is null or deal_stage_states.stage_entered_at < runs.period_end)
+        and (runs.pipeline_id is null or deals.pipeline_id = runs.pipeline_id)
+        and (runs.stage_id is null or deal_stage_states.pipeline_stage_id = runs.stage_id)
+        and (
+            runs.principal_type is null
+            or (
+                runs.principal_type = 'USER'
+                and (deals.owned_by_user_id = runs.principal_id or deals.assigned_user_id = runs.principal_id)
+            )
+            or (
+                runs.principal_type = 'GROUP'
+                and (deals.owned_by_group_id = runs.principal_id or deals.assigned_group_id = runs.principal_id)
+            )
+        )
+
+),
+
+aged as (
+
+    select
+        *,
+        {{ days_elapsed('stage_entered_at', 'as_of_ts') }} as days_in_stage,
+        {{ days_elapsed('deal_created_at', 'as_of_ts') }} as days_in_cycle
+
+    from open_deals_in_scope
+
+),
+
+flagged as (
+
+    select
+        *,
+        -- Strictly greater: a deal exactly at its limit is not yet at risk.
+        days_in_stage > threshold_days as is_stage_overdue,
+        coalesce(days_in_cycle > cycle_threshold_days, false) as is_cycle_overdue
+
+    from aged
+
+),
+
+final as (
+
+    select
+        run_id,
+        tenant_id,
+        deal_id,
+        pipeline_id,
+        stage_id,
+        principal_type,
+        principal_id,
+        threshold_days,
+        cycle_threshold_days,
+        amount,
+        deal_created_at,
+        stage_entered_at,
+        owned_by_user_id,
+        owned_by_group_id,
+        assigned_user_id,
+        assigned_group_id,
+        days_in_stage,
+        days_in_cycle,
+        is_stage_overdue,
+        is_cycle_overdue,
+        is_stage_overdue or is_cycle_overdue as is_at_risk
+
+    from flagged
+
+)
+
+select * from final

@@ -1,0 +1,32 @@
+with
+
+report_runs as (
+
+    select * from {{ ref('stg_reporting__report_runs') }}
+
+),
+
+runs_of_this_invocation as (
+
+    select
+        run_id,
+        tenant_id,
+        threshold_days,
+        cycle_threshold_days,
+        period_start,
+        period_end,
+        pipeline_id,
+        principal_type,
+        principal_id,
+        stage_id,
+        generated_at
+
+    from report_runs
+
+    where
+        {{ deal_aging_runs_of_this_invocation() }}
+        and report_type = '{{ deal_aging_report_type() }}'
+
+)
+
+select * from runs_of_this_invocation
