@@ -63,7 +63,7 @@
     {% endif %}
     {% set parsed = modules.datetime.datetime.fromisoformat(text) %}
     {% if parsed.tzinfo is none %}
-        {% set parsed = parsed.replace(tzinfo=modules.datetime.timezone.utc) %}
+        {% set parsed = parsed.replace(tzinfo=modules.pytz.utc) %}
     {% endif %}
     {{ return(parsed) }}
 {% endmacro %}
