@@ -1,0 +1,863 @@
+"""Deterministic, realistic demo data for the CRM source tables, loaded with COPY.
+
+One DatasetSpec always yields byte-identical rows, UUIDs included: every value is drawn from
+random.Random instances seeded by the spec, in a fixed order. Time is handled as integer
+microseconds since the Unix epoch and formatted without datetime objects, because a million deals
+with three stage rows each make datetime arithmetic the bottleneck.
+
+Every tenant with at least PLANTED_MIN_DEALS deals starts with a few planted edge-case deals (the
+report must cope with them): NULL amounts, a current stage entered after as_of (clock skew),
+current stages entered exactly BOUNDARY_DAYS whole days before as_of. A dataset of two or more
+tenants also holds one corrupt cross-tenant stage row (see DatasetSummary.corrupt_state_id).
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import math
+import random
+import re
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+
+import psycopg
+from psycopg import sql
+
+DEFAULT_SCHEMA = "dyno_crm"
+DEFAULT_AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
+BOUNDARY_DAYS = (7, 14, 30, 60, 90)
+PLANTED_MIN_DEALS = 20
+
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_DDL_FILE = "crm_source_schema.sql"
+_TABLES = ("pipeline", "pipeline_stage", "deal", "deal_pipeline_stage_state")
+_PIPELINE_COLUMNS = ("id", "tenant_id", "name", "created_at")
+_STAGE_COLUMNS = ("id", "tenant_id", "pipeline_id", "name", "display_order", "stage_state")
+_DEAL_COLUMNS = (
+    "id",
+    "tenant_id",
+    "pipeline_id",
+    "name",
+    "amount",
+    "created_at",
+    "owned_by_user_id",
+    "owned_by_group_id",
+    "assigned_user_id",
+    "assigned_group_id",
+)
+_STATE_COLUMNS = (
+    "id",
+    "tenant_id",
+    "deal_id",
+    "pipeline_stage_id",
+    "entered_at",
+    "exited_at",
+    "is_current",
+)
+
+_NULL = "\\N"
+# Deal names read "Acme Corp - Expansion" with an en dash (U+2013), as the CRM's users type them.
+_NAME_DASH = " \u2013 "
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US_PER_SECOND = 1_000_000
+_US_PER_HOUR = 3_600 * _US_PER_SECOND
+_US_PER_DAY = 24 * _US_PER_HOUR
+_HISTORY_DAYS = 730
+_PIPELINE_AGE_DAYS = (900, 1400)
+_MEAN_STEP_DAYS = 14
+_MIN_STEP_US = 2 * _US_PER_HOUR
+_CHUNK_DEALS = 25_000
+
+# A deal's fate is planned when it is created, the older the likelier closed; time running out
+# at as_of then keeps some planned closes open. Tuned for about a third of all deals closed.
+_CLOSED_ODDS_NEW = 0.1
+_CLOSED_ODDS_OLD = 0.75  # at the far end of the history window
+_WON_SHARE = 0.4  # of closed deals
+_NULL_AMOUNT_ODDS = 0.05
+_AMOUNT_SIGMA = 1.1
+_OWNER_USER_ODDS = 0.9
+_OWNER_GROUP_ODDS = 0.3
+_ASSIGNED_USER_ODDS = 0.25
+_ASSIGNED_GROUP_ODDS = 0.1
+_PARTNER_PIPELINE_ODDS = 0.5
+
+# uuid.UUID(int=bits, version=4) without building UUID objects: clear, then set, the version
+# nibble and the variant bits.
+_UUID4_KEEP = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
+_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
+
+_TENANT_NAMES = (
+    "Northwind Traders",
+    "Contoso",
+    "Fabrikam",
+    "Tailspin Toys",
+    "Adventure Works",
+    "Wide World Importers",
+    "Litware",
+    "Proseware",
+    "Lucerne Publishing",
+    "Coho Winery",
+    "Alpine Ski House",
+    "Blue Yonder Airlines",
+    "Fourth Coffee",
+    "Humongous Insurance",
+    "Trey Research",
+    "Wingtip Toys",
+    "Woodgrove Bank",
+    "Relecloud",
+    "Datum Corporation",
+    "Consolidated Messenger",
+)
+_COMPANY_STEMS = (
+    "Acme",
+    "Globex",
+    "Initech",
+    "Umbrella",
+    "Stark",
+    "Wayne",
+    "Hooli",
+    "Vandelay",
+    "Soylent",
+    "Tyrell",
+    "Wonka",
+    "Cyberdyne",
+    "Pied Piper",
+    "Aperture",
+    "Oscorp",
+    "Massive Dynamic",
+    "Monarch",
+    "Dunder Mifflin",
+    "Sterling Cooper",
+    "Bluth",
+    "Nakatomi",
+    "Virtucon",
+    "Gekko",
+    "Paper Street",
+    "Blue Sun",
+    "Weyland",
+    "Rekall",
+    "Spacely",
+    "Cogswell",
+    "Genco",
+)
+_COMPANY_SUFFIXES = (
+    "Corp",
+    "Inc",
+    "Industries",
+    "Labs",
+    "Systems",
+    "Group",
+    "Logistics",
+    "Foods",
+    "Health",
+    "Holdings",
+    "Energy",
+    "Media",
+    "Retail",
+    "Analytics",
+    "Robotics",
+)
+
+
+@dataclass(frozen=True)
+class _PipelineTemplate:
+    name: str
+    stages: tuple[tuple[str, str], ...]  # (name, stage_state) in display_order
+    deal_labels: tuple[str, ...]
+    deal_weight: float
+    median_amount: float
+
+
+_NEW_BUSINESS = _PipelineTemplate(
+    name="New Business",
+    stages=(
+        ("Qualification", "NOT_STARTED"),
+        ("Discovery", "IN_PROGRESS"),
+        ("Proposal", "IN_PROGRESS"),
+        ("Negotiation", "IN_PROGRESS"),
+        ("Closed Won", "DONE_SUCCESS"),
+        ("Closed Lost", "DONE_FAILED"),
+    ),
+    deal_labels=("New Logo", "Expansion", "Platform Deal", "Pilot", "Enterprise Plan", "Team Plan"),
+    deal_weight=0.6,
+    median_amount=18_000,
+)
+_RENEWALS = _PipelineTemplate(
+    name="Renewals",
+    stages=(
+        ("Upcoming", "NOT_STARTED"),
+        ("In Review", "IN_PROGRESS"),
+        ("Quote Sent", "IN_PROGRESS"),
+        ("Renewed", "DONE_SUCCESS"),
+        ("Churned", "DONE_FAILED"),
+    ),
+    deal_labels=("Annual Renewal", "Multi-year Renewal", "Renewal + Upsell"),
+    deal_weight=0.3,
+    median_amount=12_000,
+)
+_PARTNER = _PipelineTemplate(
+    name="Partner",
+    stages=(
+        ("Registered", "IN_PROGRESS"),
+        ("Co-Selling", "IN_PROGRESS"),
+        ("Contracting", "IN_PROGRESS"),
+        ("Partner Won", "DONE_SUCCESS"),
+        ("Partner Lost", "DONE_FAILED"),
+    ),
+    deal_labels=("Reseller Deal", "Referral", "Marketplace Listing"),
+    deal_weight=0.1,
+    median_amount=25_000,
+)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What to generate; equal specs give byte-identical data."""
+
+    deals: int  # over all tenants
+    seed: int = 1
+    tenants: int = 3
+    # The first tenant's share of the deals (e.g. 0.3); the others split the rest unevenly.
+    # None: all tenants split unevenly, the first one the biggest.
+    big_tenant_share: float | None = None
+    # The dataset's "now": all history lies before it, apart from the planted clock-skew rows.
+    as_of: datetime = DEFAULT_AS_OF
+    # Deals of the first tenant whose previous stage row also stays current (a CRM bug the
+    # report may have to survive); off by default because the CRM promises one current row.
+    duplicate_current_rows: int = 0
+
+
+@dataclass(frozen=True)
+class StageSummary:
+    stage_id: uuid.UUID
+    name: str
+    display_order: int
+    stage_state: str
+
+
+@dataclass(frozen=True)
+class PipelineSummary:
+    pipeline_id: uuid.UUID
+    name: str
+    stages: tuple[StageSummary, ...]  # in display_order
+
+
+@dataclass(frozen=True)
+class TenantSummary:
+    tenant_id: uuid.UUID
+    name: str
+    deals: int
+    open_deals: int  # current stage not DONE_SUCCESS / DONE_FAILED
+    pipelines: tuple[PipelineSummary, ...]
+    user_ids: tuple[uuid.UUID, ...]
+    group_ids: tuple[uuid.UUID, ...]
+
+    @property
+    def stage_ids(self) -> tuple[uuid.UUID, ...]:
+        return tuple(stage.stage_id for p in self.pipelines for stage in p.stages)
+
+
+@dataclass(frozen=True)
+class DatasetSummary:
+    spec: DatasetSpec
+    schema: str
+    tenants: list[TenantSummary]
+    pipelines: int  # row counts per table
+    pipeline_stages: int
+    deals: int
+    deal_stage_states: int
+    # The stage row of tenants[0] that points at a deal of another tenant; None with one tenant.
+    corrupt_state_id: uuid.UUID | None
+    generate_seconds: float  # building rows in Python
+    load_seconds: float  # everything the database did: truncate, COPY, keys, ANALYZE
+
+    def one_line(self) -> str:
+        return (
+            f"{self.schema}: {len(self.tenants)} tenants, {self.pipelines} pipelines, "
+            f"{self.pipeline_stages} stages, {self.deals:,} deals, "
+            f"{self.deal_stage_states:,} stage rows; generated in {self.generate_seconds:.1f} s, "
+            f"loaded in {self.load_seconds:.1f} s"
+        )
+
+
+@dataclass(frozen=True)
+class _Anchor:
+    """A planted edge-case deal: always open, its current stage entered at a chosen instant."""
+
+    kind: str  # "boundary", "clock_skew", "null_amount" or "duplicate_current"
+    days: int = 0  # whole days before as_of, for "boundary"
+
+
+@dataclass(frozen=True)
+class _Pipeline:
+    summary: PipelineSummary
+    id_text: str
+    created_us: int
+    open_stage_ids: tuple[str, ...]  # stage id texts, in display_order
+    won_stage_id: str
+    lost_stage_id: str
+    deal_labels: tuple[str, ...]
+    deal_weight: float
+    amount_mu: float
+
+
+@dataclass(frozen=True)
+class _TenantPlan:
+    index: int
+    tenant_id: uuid.UUID
+    name: str
+    deals: int
+    seed: int
+    pipelines: tuple[_Pipeline, ...]
+    user_ids: tuple[uuid.UUID, ...]
+    group_ids: tuple[uuid.UUID, ...]
+    anchors: tuple[_Anchor, ...]  # the tenant's first deals are these planted ones
+
+
+@dataclass
+class _Chunk:
+    deal_text: str
+    state_text: str
+    deals: int = 0
+    open_deals: int = 0
+    state_rows: int = 0
+
+
+@dataclass
+class _Clock:
+    generate_seconds: float = 0.0
+    load_seconds: float = 0.0
+
+
+@dataclass
+class _TenantTotals:
+    deals: int = 0
+    open_deals: int = 0
+    state_rows: int = 0
+    first_deal_id: str | None = None
+
+
+def _uuid4_text(bits: int) -> str:
+    digits = f"{(bits & _UUID4_KEEP) | _UUID4_SET:032x}"
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
+
+
+def _uuid4(rng: random.Random) -> uuid.UUID:
+    return uuid.UUID(int=rng.getrandbits(128), version=4)
+
+
+def _epoch_us(moment: datetime) -> int:
+    if moment.tzinfo is None:
+        raise ValueError("as_of must be timezone-aware")
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+class _TimestampText:
+    """COPY text of a UTC instant given in microseconds since the epoch; memoises the dates."""
+
+    def __init__(self) -> None:
+        self._dates: dict[int, str] = {}
+        self._clock = [
+            f"{h:02d}:{m:02d}:{s:02d}" for h in range(24) for m in range(60) for s in range(60)
+        ]
+
+    def __call__(self, us: int) -> str:
+        day, us_of_day = divmod(us, _US_PER_DAY)
+        second, fraction = divmod(us_of_day, _US_PER_SECOND)
+        date = self._dates.get(day)
+        if date is None:
+            date = self._dates[day] = (_EPOCH + timedelta(days=day)).strftime("%Y-%m-%d")
+        return f"{date} {self._clock[second]}.{fraction:06d}+00"
+
+
+def _validate_schema_name(schema: str) -> None:
+    if not _SCHEMA_NAME.fullmatch(schema):
+        raise ValueError(f"schema name {schema!r} does not match {_SCHEMA_NAME.pattern}")
+
+
+def _validate_spec(spec: DatasetSpec) -> None:
+    if spec.deals < 0:
+        raise ValueError("deals must not be negative")
+    if spec.tenants < 1:
+        raise ValueError("tenants must be at least 1")
+    share = spec.big_tenant_share
+    if share is not None and not (0 < share < 1 or (share == 1 and spec.tenants == 1)):
+        raise ValueError("big_tenant_share must lie strictly between 0 and 1")
+    if spec.duplicate_current_rows < 0:
+        raise ValueError("duplicate_current_rows must not be negative")
+    _epoch_us(spec.as_of)
+
+
+def create_source_schema(conn: psycopg.Connection, schema: str = DEFAULT_SCHEMA) -> None:
+    """Create the CRM source schema and tables (idempotent: the DDL uses IF NOT EXISTS)."""
+    _validate_schema_name(schema)
+    ddl = (resources.files(__package__) / "sql" / _DDL_FILE).read_text(encoding="utf-8")
+    # Validated above, so the quoted name cannot break out of the identifier.
+    ddl = re.sub(r"\bdyno_crm\b", lambda _: f'"{schema}"', ddl)
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute(ddl.encode())
+
+
+def _apportion(total: int, shares: Sequence[float]) -> list[int]:
+    """Split total into integers proportional to shares (largest remainder)."""
+    exact = [total * s / sum(shares) for s in shares]
+    counts = [math.floor(x) for x in exact]
+    by_remainder = sorted(range(len(shares)), key=lambda i: (counts[i] - exact[i], i))
+    for i in by_remainder[: total - sum(counts)]:
+        counts[i] += 1
+    return counts
+
+
+def _tenant_deal_counts(spec: DatasetSpec, rng: random.Random) -> list[int]:
+    weights = sorted((0.2 + rng.random() for _ in range(spec.tenants)), reverse=True)
+    if spec.big_tenant_share is None or spec.tenants == 1:
+        return _apportion(spec.deals, weights)
+    rest = sum(weights[1:])
+    shares = [spec.big_tenant_share] + [(1 - spec.big_tenant_share) * w / rest for w in weights[1:]]
+    return _apportion(spec.deals, shares)
+
+
+def _tenant_name(index: int) -> str:
+    name = _TENANT_NAMES[index % len(_TENANT_NAMES)]
+    lap = index // len(_TENANT_NAMES)
+    return name if lap == 0 else f"{name} {lap + 1}"
+
+
+def _plan_pipeline(
+    template: _PipelineTemplate, tenant_id: uuid.UUID, as_of_us: int, rng: random.Random
+) -> _Pipeline:
+    pipeline_id = _uuid4(rng)
+    stages = tuple(
+        StageSummary(_uuid4(rng), name, order, state)
+        for order, (name, state) in enumerate(template.stages, start=1)
+    )
+    by_state = {s.stage_state: str(s.stage_id) for s in stages}
+    age_days = rng.uniform(*_PIPELINE_AGE_DAYS)
+    return _Pipeline(
+        summary=PipelineSummary(pipeline_id, template.name, stages),
+        id_text=str(pipeline_id),
+        created_us=as_of_us - int(age_days * _US_PER_DAY),
+        open_stage_ids=tuple(
+            str(s.stage_id) for s in stages if not s.stage_state.startswith("DONE_")
+        ),
+        won_stage_id=by_state["DONE_SUCCESS"],
+        lost_stage_id=by_state["DONE_FAILED"],
+        deal_labels=template.deal_labels,
+        deal_weight=template.deal_weight,
+        amount_mu=math.log(template.median_amount),
+    )
+
+
+def _plan_anchors(spec: DatasetSpec, index: int, deals: int) -> tuple[_Anchor, ...]:
+    duplicates = spec.duplicate_current_rows if index == 0 else 0
+    if deals < PLANTED_MIN_DEALS + duplicates:
+        if duplicates:
+            raise ValueError(
+                f"duplicate_current_rows={duplicates} needs at least "
+                f"{PLANTED_MIN_DEALS + duplicates} deals in the first tenant, it has {deals}"
+            )
+        return ()
+    return (
+        *(_Anchor("boundary", days) for days in BOUNDARY_DAYS),
+        *(_Anchor("clock_skew") for _ in range(2)),
+        *(_Anchor("null_amount") for _ in range(3)),
+        *(_Anchor("duplicate_current") for _ in range(duplicates)),
+    )
+
+
+def _plan_tenants(spec: DatasetSpec, rng: random.Random) -> list[_TenantPlan]:
+    as_of_us = _epoch_us(spec.as_of)
+    plans = []
+    for index, deals in enumerate(_tenant_deal_counts(spec, rng)):
+        tenant_id = _uuid4(rng)
+        templates = [_NEW_BUSINESS, _RENEWALS]
+        if rng.random() < _PARTNER_PIPELINE_ODDS:
+            templates.append(_PARTNER)
+        users = max(3, min(400, deals // 250 + 3))
+        plans.append(
+            _TenantPlan(
+                index=index,
+                tenant_id=tenant_id,
+                name=_tenant_name(index),
+                deals=deals,
+                seed=rng.getrandbits(64),
+                pipelines=tuple(_plan_pipeline(t, tenant_id, as_of_us, rng) for t in templates),
+                user_ids=tuple(_uuid4(rng) for _ in range(users)),
+                group_ids=tuple(_uuid4(rng) for _ in range(max(2, users // 8))),
+                anchors=_plan_anchors(spec, index, deals),
+            )
+        )
+    return plans
+
+
+class _DealGenerator:
+    """Deals of one tenant and their stage history, as COPY text, in chunks."""
+
+    def __init__(self, plan: _TenantPlan, as_of_us: int, timestamp: _TimestampText) -> None:
+        self._plan = plan
+        self._rng = random.Random(plan.seed)
+        self._as_of_us = as_of_us
+        self._ts = timestamp
+        self._tenant = str(plan.tenant_id)
+        self._users = [str(u) for u in plan.user_ids]
+        self._groups = [str(g) for g in plan.group_ids]
+        self._companies = [f"{s} {x}" for s in _COMPANY_STEMS for x in _COMPANY_SUFFIXES]
+        total_weight = sum(p.deal_weight for p in plan.pipelines)
+        self._pipeline_cumulative = list(
+            _cumulative([p.deal_weight / total_weight for p in plan.pipelines])
+        )
+
+    def chunks(self) -> Iterator[_Chunk]:
+        for start in range(0, self._plan.deals, _CHUNK_DEALS):
+            yield self._chunk(range(start, min(start + _CHUNK_DEALS, self._plan.deals)))
+
+    def _chunk(self, indexes: range) -> _Chunk:
+        deal_lines: list[str] = []
+        state_lines: list[str] = []
+        anchors = self._plan.anchors
+        open_deals = 0
+        for i in indexes:
+            anchor = anchors[i] if i < len(anchors) else None
+            open_deals += self._deal(anchor, deal_lines, state_lines)
+        return _Chunk(
+            deal_text="".join(deal_lines),
+            state_text="".join(state_lines),
+            deals=len(indexes),
+            open_deals=open_deals,
+            state_rows=len(state_lines),
+        )
+
+    def _deal(self, anchor: _Anchor | None, deal_lines: list[str], state_lines: list[str]) -> bool:
+        rng = self._rng
+        pipeline = self._plan.pipelines[
+            bisect.bisect(self._pipeline_cumulative, rng.random(), hi=len(self._plan.pipelines) - 1)
+        ]
+        deal_id = _uuid4_text(rng.getrandbits(128))
+        if anchor is None:
+            stages, entered = self._walk_forward(pipeline)
+        else:
+            stages, entered = self._walk_to_anchor(pipeline, anchor)
+        null_amount = anchor is not None and anchor.kind == "null_amount"
+        deal_lines.append(self._deal_line(deal_id, pipeline, entered[0], null_amount))
+        duplicate = anchor is not None and anchor.kind == "duplicate_current"
+        self._state_lines(state_lines, deal_id, stages, entered, duplicate)
+        return stages[-1] not in (pipeline.won_stage_id, pipeline.lost_stage_id)
+
+    def _planned_path(self, pipeline: _Pipeline, age_fraction: float) -> tuple[str, ...]:
+        closed_odds = _CLOSED_ODDS_NEW + (_CLOSED_ODDS_OLD - _CLOSED_ODDS_NEW) * age_fraction
+        fate = self._rng.random()
+        if fate < closed_odds * _WON_SHARE:
+            return (*pipeline.open_stage_ids, pipeline.won_stage_id)
+        reached = pipeline.open_stage_ids[: self._depth(pipeline)]
+        return (*reached, pipeline.lost_stage_id) if fate < closed_odds else reached
+
+    def _depth(self, pipeline: _Pipeline, minimum: int = 1) -> int:
+        """How many open stages a deal gets through, at least minimum."""
+        return max(minimum, 1 + int(len(pipeline.open_stage_ids) * self._rng.random()))
+
+    def _step_us(self) -> int:
+        return _MIN_STEP_US + int(self._rng.expovariate(1 / (_MEAN_STEP_DAYS * _US_PER_DAY)))
+
+    def _walk_forward(self, pipeline: _Pipeline) -> tuple[Sequence[str], list[int]]:
+        """Create the deal within the history window and walk its planned path until as_of."""
+        # Skewed towards recent deals, as in a growing business.
+        age_fraction = self._rng.random() ** 1.3
+        path = self._planned_path(pipeline, age_fraction)
+        at = self._as_of_us - _US_PER_SECOND - int(_HISTORY_DAYS * _US_PER_DAY * age_fraction)
+        entered = [at]
+        for _ in path[1:]:
+            at += self._step_us()
+            if at >= self._as_of_us:
+                break
+            entered.append(at)
+        return path[: len(entered)], entered
+
+    def _walk_to_anchor(
+        self, pipeline: _Pipeline, anchor: _Anchor
+    ) -> tuple[Sequence[str], list[int]]:
+        """Walk an open path backwards from the planted instant its current stage was entered."""
+        rng = self._rng
+        needs_previous = anchor.kind in ("clock_skew", "duplicate_current")
+        path = pipeline.open_stage_ids[: self._depth(pipeline, minimum=2 if needs_previous else 1)]
+        if anchor.kind == "boundary":
+            current = self._as_of_us - anchor.days * _US_PER_DAY
+        elif anchor.kind == "clock_skew":
+            current = self._as_of_us + rng.randrange(_US_PER_SECOND, 2 * _US_PER_DAY)
+        else:
+            current = self._as_of_us - rng.randrange(_US_PER_HOUR, 60 * _US_PER_DAY)
+        # Step back from as_of at the latest, so that even a skewed deal was created before it.
+        at = min(current, self._as_of_us)
+        entered = [current]
+        for _ in path[1:]:
+            at -= self._step_us()
+            entered.append(at)
+        entered.reverse()
+        return path, entered
+
+    def _deal_line(
+        self, deal_id: str, pipeline: _Pipeline, created_us: int, null_amount: bool
+    ) -> str:
+        rng = self._rng
+        users, groups = self._users, self._groups
+        name = (
+            f"{self._companies[int(rng.random() * len(self._companies))]}{_NAME_DASH}"
+            f"{pipeline.deal_labels[int(rng.random() * len(pipeline.deal_labels))]}"
+        )
+        amount = _NULL if null_amount else self._amount(pipeline)
+        owner_user = (
+            users[int(rng.random() * len(users))] if rng.random() < _OWNER_USER_ODDS else _NULL
+        )
+        group_odds = _OWNER_GROUP_ODDS if owner_user is not _NULL else 0.8
+        owner_group = (
+            groups[int(rng.random() * len(groups))] if rng.random() < group_odds else _NULL
+        )
+        assigned_user = (
+            users[int(rng.random() * len(users))] if rng.random() < _ASSIGNED_USER_ODDS else _NULL
+        )
+        assigned_group = (
+            groups[int(rng.random() * len(groups))]
+            if rng.random() < _ASSIGNED_GROUP_ODDS
+            else _NULL
+        )
+        return (
+            f"{deal_id}\t{self._tenant}\t{pipeline.id_text}\t{name}\t{amount}\t"
+            f"{self._ts(created_us)}\t{owner_user}\t{owner_group}\t{assigned_user}\t"
+            f"{assigned_group}\n"
+        )
+
+    def _amount(self, pipeline: _Pipeline) -> str:
+        rng = self._rng
+        if rng.random() < _NULL_AMOUNT_ODDS:
+            return _NULL
+        cents = int(rng.lognormvariate(pipeline.amount_mu, _AMOUNT_SIGMA) * 100)
+        # Most quotes are round numbers; some carry cents from discounts and currency conversion.
+        if rng.random() < 0.8:
+            cents = max(50_00, cents - cents % 50_00)
+        return f"{cents // 100}.{cents % 100:02d}"
+
+    def _state_lines(
+        self,
+        lines: list[str],
+        deal_id: str,
+        stages: Sequence[str],
+        entered: list[int],
+        duplicate_current: bool,
+    ) -> None:
+        getrandbits = self._rng.getrandbits
+        prefix_tail = f"\t{self._tenant}\t{deal_id}\t"
+        texts = [self._ts(us) for us in entered]
+        last = len(stages) - 1
+        for k in range(last):
+            still_current = duplicate_current and k == last - 1
+            exited, flag = (_NULL, "t") if still_current else (texts[k + 1], "f")
+            lines.append(
+                f"{_uuid4_text(getrandbits(128))}{prefix_tail}{stages[k]}\t{texts[k]}\t{exited}\t{flag}\n"
+            )
+        lines.append(
+            f"{_uuid4_text(getrandbits(128))}{prefix_tail}{stages[last]}\t{texts[last]}\t{_NULL}\tt\n"
+        )
+
+
+def _cumulative(values: Sequence[float]) -> Iterator[float]:
+    total = 0.0
+    for value in values:
+        total += value
+        yield total
+
+
+def _table(schema: str, table: str) -> sql.Identifier:
+    return sql.Identifier(schema, table)
+
+
+def _copy(
+    conn: psycopg.Connection, schema: str, table: str, columns: Sequence[str], text: str
+) -> None:
+    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT text, ENCODING 'UTF8')").format(
+        _table(schema, table), sql.SQL(", ").join(map(sql.Identifier, columns))
+    )
+    with conn.cursor() as cur, cur.copy(statement) as copy:
+        copy.write(text.encode())
+
+
+def _pipeline_text(plans: Sequence[_TenantPlan], ts: _TimestampText) -> str:
+    return "".join(
+        f"{p.id_text}\t{plan.tenant_id}\t{p.summary.name}\t{ts(p.created_us)}\n"
+        for plan in plans
+        for p in plan.pipelines
+    )
+
+
+def _stage_text(plans: Sequence[_TenantPlan]) -> str:
+    return "".join(
+        f"{s.stage_id}\t{plan.tenant_id}\t{p.id_text}\t{s.name}\t{s.display_order}\t{s.stage_state}\n"
+        for plan in plans
+        for p in plan.pipelines
+        for s in p.summary.stages
+    )
+
+
+def _corrupt_state_text(
+    owner: _TenantPlan, foreign_deal_id: str, state_id: uuid.UUID, as_of_us: int, ts: _TimestampText
+) -> str:
+    """A current row of tenant `owner` on another tenant's deal: old enough to look at risk."""
+    stage_id = owner.pipelines[0].open_stage_ids[1]
+    entered = ts(as_of_us - 45 * _US_PER_DAY - 7 * _US_PER_HOUR)
+    return f"{state_id}\t{owner.tenant_id}\t{foreign_deal_id}\t{stage_id}\t{entered}\t{_NULL}\tt\n"
+
+
+def _summarise_tenant(plan: _TenantPlan, totals: _TenantTotals) -> TenantSummary:
+    return TenantSummary(
+        tenant_id=plan.tenant_id,
+        name=plan.name,
+        deals=totals.deals,
+        open_deals=totals.open_deals,
+        pipelines=tuple(p.summary for p in plan.pipelines),
+        user_ids=plan.user_ids,
+        group_ids=plan.group_ids,
+    )
+
+
+def load_dataset(
+    conn: psycopg.Connection,
+    spec: DatasetSpec,
+    schema: str = DEFAULT_SCHEMA,
+    progress: Callable[[str], None] | None = None,
+) -> DatasetSummary:
+    """Replace the contents of the four CRM source tables in `schema` with the spec's dataset.
+
+    The tables must exist (see create_source_schema); they are truncated first. Everything
+    happens in one transaction (a savepoint if the connection is already in one).
+    """
+    _validate_schema_name(schema)
+    _validate_spec(spec)
+    say = progress or (lambda _line: None)
+    rng = random.Random(spec.seed)
+    plans = _plan_tenants(spec, rng)
+    corrupt_state_id = _uuid4(rng) if spec.tenants > 1 else None
+    as_of_us = _epoch_us(spec.as_of)
+    ts = _TimestampText()
+    clock = _Clock()
+    totals = [_TenantTotals() for _ in plans]
+
+    with conn.transaction():
+        started = time.perf_counter()
+        _truncate(conn, schema)
+        _copy(conn, schema, "pipeline", _PIPELINE_COLUMNS, _pipeline_text(plans, ts))
+        _copy(conn, schema, "pipeline_stage", _STAGE_COLUMNS, _stage_text(plans))
+        clock.load_seconds += time.perf_counter() - started
+        for plan, tenant_totals in zip(plans, totals, strict=True):
+            _load_tenant(conn, schema, plan, as_of_us, ts, clock, tenant_totals)
+            say(
+                f"tenant {plan.index + 1}/{len(plans)} ({plan.name}): "
+                f"{tenant_totals.deals:,} deals generated and loaded"
+            )
+        started = time.perf_counter()
+        corrupt_rows = 0
+        foreign_deal_id = next((t.first_deal_id for t in totals[1:] if t.first_deal_id), None)
+        if corrupt_state_id is not None and foreign_deal_id is not None:
+            text = _corrupt_state_text(plans[0], foreign_deal_id, corrupt_state_id, as_of_us, ts)
+            _copy(conn, schema, "deal_pipeline_stage_state", _STATE_COLUMNS, text)
+            corrupt_rows = 1
+        say("analyzing")
+        _analyze(conn, schema)
+        clock.load_seconds += time.perf_counter() - started
+
+    return DatasetSummary(
+        spec=spec,
+        schema=schema,
+        tenants=[_summarise_tenant(p, t) for p, t in zip(plans, totals, strict=True)],
+        pipelines=sum(len(p.pipelines) for p in plans),
+        pipeline_stages=sum(len(p.summary.stages) for plan in plans for p in plan.pipelines),
+        deals=sum(t.deals for t in totals),
+        deal_stage_states=sum(t.state_rows for t in totals) + corrupt_rows,
+        corrupt_state_id=corrupt_state_id if corrupt_rows else None,
+        generate_seconds=clock.generate_seconds,
+        load_seconds=clock.load_seconds,
+    )
+
+
+def _load_tenant(
+    conn: psycopg.Connection,
+    schema: str,
+    plan: _TenantPlan,
+    as_of_us: int,
+    ts: _TimestampText,
+    clock: _Clock,
+    totals: _TenantTotals,
+) -> None:
+    chunks = _DealGenerator(plan, as_of_us, ts).chunks()
+    while True:
+        started = time.perf_counter()
+        chunk = next(chunks, None)
+        generated = time.perf_counter()
+        clock.generate_seconds += generated - started
+        if chunk is None:
+            return
+        if totals.first_deal_id is None:
+            totals.first_deal_id = chunk.deal_text[:36]
+        _copy(conn, schema, "deal", _DEAL_COLUMNS, chunk.deal_text)
+        _copy(conn, schema, "deal_pipeline_stage_state", _STATE_COLUMNS, chunk.state_text)
+        clock.load_seconds += time.perf_counter() - generated
+        totals.deals += chunk.deals
+        totals.open_deals += chunk.open_deals
+        totals.state_rows += chunk.state_rows
+
+
+def _truncate(conn: psycopg.Connection, schema: str) -> None:
+    tables = sql.SQL(", ").join(_table(schema, t) for t in _TABLES)
+    conn.execute(sql.SQL("TRUNCATE {}").format(tables))
+
+
+def _analyze(conn: psycopg.Connection, schema: str) -> None:
+    tables = sql.SQL(", ").join(_table(schema, t) for t in _TABLES)
+    conn.execute(sql.SQL("ANALYZE {}").format(tables))
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m runner.demo_data",
+        description="Load a deterministic demo CRM dataset into the database named by the libpq "
+        "environment variables (PGHOST, PGDATABASE, ...), creating the source schema first.",
+    )
+    parser.add_argument("--deals", type=int, required=True, help="deals over all tenants")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--tenants", type=int, default=3)
+    parser.add_argument("--schema", default=DEFAULT_SCHEMA)
+    parser.add_argument(
+        "--big-tenant-share", type=float, default=None, help="share of the first tenant, e.g. 0.3"
+    )
+    parser.add_argument(
+        "--as-of",
+        type=datetime.fromisoformat,
+        default=DEFAULT_AS_OF,
+        help=f"the dataset's now, ISO 8601 with offset (default {DEFAULT_AS_OF.isoformat()})",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    spec = DatasetSpec(
+        deals=args.deals,
+        seed=args.seed,
+        tenants=args.tenants,
+        big_tenant_share=args.big_tenant_share,
+        as_of=args.as_of,
+    )
+    with psycopg.connect("") as conn:
+        create_source_schema(conn, args.schema)
+        summary = load_dataset(
+            conn, spec, args.schema, progress=lambda line: print(line, file=sys.stderr, flush=True)
+        )
+    print(summary.one_line())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,64 @@
+"""Fixtures shared by the integration tests: a database of their own on the real server, the
+CRM source schema with a generated dataset, and dbt invoked for real."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from runner.dbt_project import EXAMPLE_PROFILES, PROJECT_DIR
+from runner.demo_data import DatasetSpec, DatasetSummary, create_source_schema, load_dataset
+
+from .support import Dbt, connect, create_database, drop_database, server_env
+
+
+@pytest.fixture(scope="session")
+def database_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A database of this test session's own; the process's libpq variables point at it."""
+    name = create_database("deal_aging_test")
+    saved = dict(os.environ)
+    os.environ.update(server_env() | {"PGDATABASE": name, "DO_NOT_TRACK": "1"})
+    os.environ.pop("DBT_PROFILES_DIR", None)
+    try:
+        yield server_env() | {"PGDATABASE": name}
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def dataset(database_env: dict[str, str]) -> DatasetSummary:
+    with connect(database_env["PGDATABASE"]) as conn:
+        create_source_schema(conn)
+        summary = load_dataset(conn, DatasetSpec(deals=900, tenants=3, seed=7))
+        conn.commit()
+    return summary
+
+
+@pytest.fixture(scope="session")
+def dbt(database_env: dict[str, str], dataset: DatasetSummary, tmp_path_factory) -> Dbt:
+    scratch = tmp_path_factory.mktemp("dbt")
+    # The example profile, not a developer's own profiles.yml: tests run on what ships.
+    shutil.copyfile(EXAMPLE_PROFILES, scratch / "profiles.yml")
+    project_args = [
+        "--project-dir",
+        str(PROJECT_DIR),
+        "--profiles-dir",
+        str(scratch),
+        "--target-path",
+        str(scratch / "target"),
+        "--log-path",
+        str(scratch / "logs"),
+    ]
+    return Dbt(project_args)
+
+
+@pytest.fixture
+def db(database_env: dict[str, str]) -> Iterator[psycopg.Connection]:
+    with connect(database_env["PGDATABASE"], autocommit=True) as conn:
+        yield conn
