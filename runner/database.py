@@ -1,0 +1,36 @@
+"""Connections to PostgreSQL from the libpq variables, the same settings dbt's profile reads."""
+
+from __future__ import annotations
+
+import os
+
+import psycopg
+
+from runner.errors import DatabaseUnreachable, one_line
+
+# The profile's defaults (profiles.example.yml), so the runner and dbt reach the same server.
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = "5432"
+CONNECT_TIMEOUT_SECONDS = 10
+
+
+def server_address() -> str:
+    return f"{os.environ.get('PGHOST', DEFAULT_HOST)}:{os.environ.get('PGPORT', DEFAULT_PORT)}"
+
+
+def connect(
+    *, autocommit: bool = False, application_name: str = "deal-aging-runner"
+) -> psycopg.Connection:
+    """A connection; libpq reads PGUSER, PGPASSWORD, PGDATABASE and the rest from the env."""
+    try:
+        return psycopg.connect(
+            host=os.environ.get("PGHOST", DEFAULT_HOST),
+            port=os.environ.get("PGPORT", DEFAULT_PORT),
+            connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            application_name=application_name,
+            autocommit=autocommit,
+        )
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnreachable(
+            f"cannot connect to PostgreSQL at {server_address()}: {one_line(str(exc), 300)}"
+        ) from None

@@ -1,0 +1,120 @@
+"""The parameters of a report run, validated before anything touches the database."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from uuid import UUID
+
+from runner.errors import BadInput
+
+T = TypeVar("T")
+PRINCIPAL_TYPES = ("USER", "GROUP")
+# PostgreSQL's largest integer: the header and the fact table store day counts as integer.
+MAX_DAYS = 2_147_483_647
+
+
+@dataclass(frozen=True)
+class ReportParams:
+    tenant_id: UUID
+    threshold_days: int
+    cycle_threshold_days: int | None = None
+    period_start: datetime | None = None
+    period_end: datetime | None = None
+    pipeline_id: UUID | None = None
+    principal_type: str | None = None
+    principal_id: UUID | None = None
+    stage_id: UUID | None = None
+
+    def input_params(self) -> dict[str, Any]:
+        """The header's input_params: the seed design's keys, in the form dbt's hook writes."""
+        return {
+            "threshold_days": self.threshold_days,
+            "cycle_threshold_days": self.cycle_threshold_days,
+            "period_start": _iso(self.period_start),
+            "period_end": _iso(self.period_end),
+            "pipeline_id": _text(self.pipeline_id),
+            "principal_type": self.principal_type,
+            "principal_id": _text(self.principal_id),
+            "stage_id": _text(self.stage_id),
+        }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _text(value: UUID | None) -> str | None:
+    return str(value) if value else None
+
+
+def optional(parse: Callable[[str, str], T], option: str, text: str | None) -> T | None:
+    return None if text is None else parse(option, text)
+
+
+def parse_uuid(option: str, text: str) -> UUID:
+    try:
+        return UUID(text)
+    except ValueError:
+        raise BadInput(f"{option}: expected a UUID, got {text!r}") from None
+
+
+def parse_day_count(option: str, text: str) -> int:
+    if not text.isascii() or not text.isdigit() or int(text) > MAX_DAYS:
+        raise BadInput(f"{option}: expected a whole number of days, 0 or more, got {text!r}")
+    return int(text)
+
+
+def parse_timestamp(option: str, text: str) -> datetime:
+    """ISO 8601; a timestamp without a time zone is taken as UTC."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadInput(
+            f"{option}: expected an ISO 8601 timestamp such as 2026-01-31T00:00:00Z, got {text!r}"
+        ) from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def parse_principal_type(option: str, text: str) -> str:
+    if text.upper() not in PRINCIPAL_TYPES:
+        raise BadInput(f"{option}: expected USER or GROUP, got {text!r}")
+    return text.upper()
+
+
+def build_params(
+    *,
+    tenant_id: str,
+    threshold_days: str,
+    cycle_threshold_days: str | None = None,
+    period_start: str | None = None,
+    period_end: str | None = None,
+    pipeline_id: str | None = None,
+    principal_type: str | None = None,
+    principal_id: str | None = None,
+    stage_id: str | None = None,
+) -> ReportParams:
+    """Validate the command-line values of a run; raises BadInput naming the first bad one."""
+    params = ReportParams(
+        tenant_id=parse_uuid("--tenant-id", tenant_id),
+        threshold_days=parse_day_count("--threshold-days", threshold_days),
+        cycle_threshold_days=optional(
+            parse_day_count, "--cycle-threshold-days", cycle_threshold_days
+        ),
+        period_start=optional(parse_timestamp, "--period-start", period_start),
+        period_end=optional(parse_timestamp, "--period-end", period_end),
+        pipeline_id=optional(parse_uuid, "--pipeline-id", pipeline_id),
+        principal_type=optional(parse_principal_type, "--principal-type", principal_type),
+        principal_id=optional(parse_uuid, "--principal-id", principal_id),
+        stage_id=optional(parse_uuid, "--stage-id", stage_id),
+    )
+    if (params.principal_type is None) != (params.principal_id is None):
+        raise BadInput("--principal-type and --principal-id: give both or neither")
+    if params.period_start and params.period_end and params.period_start >= params.period_end:
+        raise BadInput(
+            f"--period-start ({params.period_start.isoformat()}) must be before"
+            f" --period-end ({params.period_end.isoformat()})"
+        )
+    return params

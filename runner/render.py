@@ -1,0 +1,142 @@
+"""Readable tables for people and JSON for machines."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(value, default=_json_default, indent=2)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value) if value != value.to_integral_value() else int(value)
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def table(
+    headers: Sequence[str], rows: Sequence[Sequence[Any]], right: set[int] | None = None
+) -> str:
+    """A plain-text table; the columns whose index is in `right` are right-aligned (numbers)."""
+    cells = [[_cell(value) for value in row] for row in rows]
+    widths = [
+        max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)
+    ]
+    right = right or set()
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(
+            v.rjust(w) if i in right else v.ljust(w)
+            for i, (v, w) in enumerate(zip(values, widths, strict=True))
+        ).rstrip()
+
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in cells)])
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S%z")
+    if isinstance(value, Decimal):
+        return f"{value:,}"
+    return str(value)
+
+
+def percent(fraction: Decimal | None) -> str:
+    return "" if fraction is None else f"{fraction * 100:.1f}%"
+
+
+def facts_table(facts: Sequence[dict[str, Any]]) -> str:
+    headers = [
+        "pipeline",
+        "stage",
+        "at risk",
+        "at-risk amount",
+        "avg days",
+        "median days",
+        "deals",
+        "amount",
+        "% at risk",
+    ]
+    rows = [
+        [
+            f["pipeline_name"] or f["pipeline_id"],
+            f["stage_name"] or f["stage_id"],
+            f["at_risk_deal_count"],
+            f["at_risk_amount"],
+            f["avg_days_in_stage"],
+            f["median_days_in_stage"],
+            f["total_deal_count"],
+            f["total_amount"],
+            percent(f["percent_at_risk"]),
+        ]
+        for f in facts
+    ]
+    if facts:
+        at_risk = sum(f["at_risk_deal_count"] for f in facts)
+        deals = sum(f["total_deal_count"] for f in facts)
+        rows.append(
+            [
+                "total",
+                "",
+                at_risk,
+                sum(f["at_risk_amount"] for f in facts),
+                "",
+                "",
+                deals,
+                sum(f["total_amount"] for f in facts),
+                percent(Decimal(at_risk) / deals),
+            ]
+        )
+    return table(headers, rows, right=set(range(2, 9)))
+
+
+def runs_table(runs: Sequence[dict[str, Any]]) -> str:
+    headers = [
+        "run_id",
+        "tenant_id",
+        "status",
+        "generated_at",
+        "finished_at",
+        "threshold",
+        "fact rows",
+        "error",
+    ]
+    rows = [
+        [
+            r["run_id"],
+            r["tenant_id"],
+            r["status"],
+            r["generated_at"],
+            r["finished_at"],
+            (r["input_params"] or {}).get("threshold_days"),
+            r["fact_rows"],
+            (r["error_message"] or "")[:60],
+        ]
+        for r in runs
+    ]
+    return table(headers, rows, right={5, 6})
+
+
+def run_header(run: dict[str, Any]) -> str:
+    params = ", ".join(f"{k}={v}" for k, v in (run["input_params"] or {}).items() if v is not None)
+    lines = [
+        f"run {run['run_id']}  {run['status']}",
+        f"tenant     {run['tenant_id']}",
+        f"generated  {_cell(run['generated_at'])}   finished {_cell(run['finished_at']) or '-'}",
+        f"parameters {params}",
+    ]
+    if run["error_message"]:
+        lines.append(f"error      {run['error_message']}")
+    return "\n".join(lines)

@@ -1,0 +1,256 @@
+"""The report_run headers and their facts, as the runner reads and writes them (psycopg 3,
+bound parameters). The table's one definition is the dbt macro deal_aging_ensure_report_run."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from runner.errors import BadInput
+from runner.params import ReportParams
+
+REPORT_TYPE = "deal_aging"
+# The columns the runner relies on; when any is missing, the dbt macro completes the table.
+REQUIRED_COLUMNS = frozenset(
+    {
+        "run_id",
+        "tenant_id",
+        "report_type",
+        "generated_at",
+        "period_start",
+        "period_end",
+        "input_params",
+        "status",
+        "finished_at",
+        "error_message",
+        "dbt_invocation_id",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Tables:
+    """Where the report's tables are: the dbt profile's target schema (DEAL_AGING_SCHEMA)."""
+
+    schema: str
+
+    @classmethod
+    def from_environment(cls) -> Tables:
+        return cls(os.environ.get("DEAL_AGING_SCHEMA", "dyno_crm"))
+
+    def ident(self, table: str) -> sql.Composed:
+        return sql.SQL(".").join([sql.Identifier(self.schema), sql.Identifier(table)])
+
+    @property
+    def report_run(self) -> sql.Composed:
+        return self.ident("report_run")
+
+    @property
+    def fact(self) -> sql.Composed:
+        return self.ident("report_deal_aging_fact")
+
+
+def report_run_is_ready(conn: psycopg.Connection, tables: Tables) -> bool:
+    columns = conn.execute(
+        "select column_name from information_schema.columns"
+        " where table_schema = %s and table_name = 'report_run'",
+        (tables.schema,),
+    ).fetchall()
+    conn.commit()
+    return {name for (name,) in columns} >= REQUIRED_COLUMNS
+
+
+def liveness_key(run_id: UUID) -> sql.Composed:
+    """The advisory lock a runner holds while it executes a run: its session dies with the
+    runner, so `sweep` can tell a run whose runner is gone from one still being worked on."""
+    return sql.SQL("hashtextextended({}::text, 0)").format(sql.Literal(str(run_id)))
+
+
+def claim(conn: psycopg.Connection, run_id: UUID) -> None:
+    acquired = conn.execute(
+        sql.SQL("select pg_try_advisory_lock({})").format(liveness_key(run_id))
+    ).fetchone()[0]
+    conn.commit()
+    if not acquired:
+        raise BadInput(f"--run-id {run_id}: another runner is executing this run right now")
+
+
+def open_run(
+    conn: psycopg.Connection,
+    tables: Tables,
+    run_id: UUID,
+    params: ReportParams,
+    generated_at: datetime,
+) -> None:
+    """Write the IN_PROGRESS header and commit it, so monitoring sees the run while it works.
+    An existing header (a retry) must be a deal_aging run of the same tenant; it starts afresh."""
+    with conn.transaction():
+        existing = conn.execute(
+            sql.SQL("select report_type, tenant_id from {} where run_id = %s for update").format(
+                tables.report_run
+            ),
+            (run_id,),
+        ).fetchone()
+        if existing and existing != (REPORT_TYPE, params.tenant_id):
+            raise BadInput(
+                f"--run-id {run_id}: that run is a {existing[0]} run of tenant {existing[1]},"
+                f" not a {REPORT_TYPE} run of tenant {params.tenant_id}"
+            )
+        values = {
+            "run_id": run_id,
+            "tenant_id": params.tenant_id,
+            "report_type": REPORT_TYPE,
+            "generated_at": generated_at,
+            "period_start": params.period_start,
+            "period_end": params.period_end,
+            "input_params": Jsonb(params.input_params()),
+        }
+        statement = (
+            "update {} set generated_at = %(generated_at)s, period_start = %(period_start)s,"
+            " period_end = %(period_end)s, input_params = %(input_params)s,"
+            " status = 'IN_PROGRESS', finished_at = null, error_message = null"
+            " where run_id = %(run_id)s"
+            if existing
+            else "insert into {} (run_id, tenant_id, report_type, generated_at, period_start,"
+            " period_end, input_params, status) values (%(run_id)s, %(tenant_id)s,"
+            " %(report_type)s, %(generated_at)s, %(period_start)s, %(period_end)s,"
+            " %(input_params)s, 'IN_PROGRESS')"
+        )
+        conn.execute(sql.SQL(statement).format(tables.report_run), values)
+
+
+def mark_succeeded(conn: psycopg.Connection, tables: Tables, run_id: UUID) -> int:
+    """Flip the header to SUCCEEDED; returns the run's fact row count."""
+    with conn.transaction():
+        conn.execute(
+            sql.SQL(
+                "update {} set status = 'SUCCEEDED', finished_at = clock_timestamp(),"
+                " error_message = null where run_id = %s"
+            ).format(tables.report_run),
+            (run_id,),
+        )
+        return fact_row_count(conn, tables, run_id)
+
+
+def mark_failed(conn: psycopg.Connection, tables: Tables, run_ids: list[UUID], reason: str) -> None:
+    """FAILED with the reason, and no facts left behind, in one transaction."""
+    with conn.transaction():
+        conn.execute(
+            sql.SQL("delete from {} where run_id = any(%s)").format(tables.fact), (run_ids,)
+        )
+        conn.execute(
+            sql.SQL(
+                "update {} set status = 'FAILED', finished_at = clock_timestamp(),"
+                " error_message = %s where run_id = any(%s)"
+            ).format(tables.report_run),
+            (reason, run_ids),
+        )
+
+
+def fact_row_count(conn: psycopg.Connection, tables: Tables, run_id: UUID) -> int:
+    if not table_exists(conn, tables, "report_deal_aging_fact"):
+        return 0
+    return conn.execute(
+        sql.SQL("select count(*) from {} where run_id = %s").format(tables.fact), (run_id,)
+    ).fetchone()[0]
+
+
+def table_exists(conn: psycopg.Connection, tables: Tables, table: str) -> bool:
+    return conn.execute(
+        "select to_regclass(%s) is not null", (f'"{tables.schema}"."{table}"',)
+    ).fetchone()[0]
+
+
+def sweep(conn: psycopg.Connection, tables: Tables, older_than_minutes: int) -> list[UUID]:
+    """Mark FAILED the runs left IN_PROGRESS longer than the age whose runner is gone (nobody
+    holds their liveness lock); returns their run_ids."""
+    with conn.transaction():
+        abandoned = [
+            run_id
+            for (run_id,) in conn.execute(
+                sql.SQL(
+                    "select run_id from {} where report_type = %s and status = 'IN_PROGRESS'"
+                    " and generated_at < now() - make_interval(mins => %s)"
+                    " and pg_try_advisory_xact_lock(hashtextextended(run_id::text, 0))"
+                    " for update skip locked"
+                ).format(tables.report_run),
+                (REPORT_TYPE, older_than_minutes),
+            ).fetchall()
+        ]
+        if abandoned:
+            mark_failed(
+                conn,
+                tables,
+                abandoned,
+                f"abandoned: still IN_PROGRESS after {older_than_minutes} minutes and its runner"
+                " is gone (marked by sweep)",
+            )
+    return abandoned
+
+
+def list_runs(
+    conn: psycopg.Connection,
+    tables: Tables,
+    tenant_id: UUID | None,
+    status: str | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    fact_counts = (
+        sql.SQL("(select count(*) from {} f where f.run_id = r.run_id)").format(tables.fact)
+        if table_exists(conn, tables, "report_deal_aging_fact")
+        else sql.SQL("0")
+    )
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            sql.SQL(
+                "select r.run_id, r.tenant_id, r.status, r.generated_at, r.finished_at,"
+                " r.input_params, r.error_message, {} as fact_rows from {} r"
+                " where r.report_type = %(report_type)s"
+                " and (%(tenant_id)s::uuid is null or r.tenant_id = %(tenant_id)s)"
+                " and (%(status)s::text is null or r.status = %(status)s)"
+                " order by r.generated_at desc limit %(limit)s"
+            ).format(fact_counts, tables.report_run),
+            {"report_type": REPORT_TYPE, "tenant_id": tenant_id, "status": status, "limit": limit},
+        ).fetchall()
+
+
+def get_run(conn: psycopg.Connection, tables: Tables, run_id: UUID) -> dict[str, Any] | None:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            sql.SQL(
+                "select run_id, tenant_id, report_type, status, generated_at, finished_at,"
+                " period_start, period_end, input_params, error_message, dbt_invocation_id"
+                " from {} where run_id = %s"
+            ).format(tables.report_run),
+            (run_id,),
+        ).fetchone()
+
+
+def run_facts(
+    conn: psycopg.Connection, tables: Tables, source_schema: str, run_id: UUID
+) -> list[dict[str, Any]]:
+    """The run's fact rows, with pipeline and stage names from the CRM, in stage order."""
+    if not table_exists(conn, tables, "report_deal_aging_fact"):
+        return []
+    crm = Tables(source_schema)
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            sql.SQL(
+                "select f.*, p.name as pipeline_name, s.name as stage_name"
+                " from {} f"
+                " left join {} p on p.id = f.pipeline_id and p.tenant_id = f.tenant_id"
+                " left join {} s on s.id = f.stage_id and s.tenant_id = f.tenant_id"
+                " where f.run_id = %s"
+                " order by p.name, f.pipeline_id, s.display_order, s.name, f.stage_id,"
+                " f.principal_type, f.principal_id"
+            ).format(tables.fact, crm.ident("pipeline"), crm.ident("pipeline_stage")),
+            (run_id,),
+        ).fetchall()
