@@ -46,7 +46,7 @@
     {# YAML turns unquoted dates and timestamps into objects; their text form parses back. #}
     {% set text = value | string %}
     {% set pattern = '([0-9]{4})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])'
-        ~ '([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?'
+        ~ '([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9]([.][0-9]{1,6})?)?'
         ~ '(Z|[+-]([01][0-9]|2[0-3]):?[0-5][0-9])?)?' %}
     {% set match = modules.re.fullmatch(pattern, text) %}
     {# Jinja cannot catch the parser's error, so the pattern and the month length rule out

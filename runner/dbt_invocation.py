@@ -7,12 +7,14 @@ import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from uuid import UUID
-
-from dbt.cli.main import dbtRunner, dbtRunnerResult
 
 from runner.dbt_project import PROJECT_DIR, profiles_dir_args
 from runner.errors import one_line
+
+if TYPE_CHECKING:
+    from dbt.cli.main import dbtRunnerResult
 
 FACT_MODEL = "report_deal_aging_fact"
 # Read by the on-run-start hook at execution time only, so a new value never makes dbt re-parse
@@ -68,6 +70,9 @@ def run_operation(settings: DbtSettings, macro: str) -> DbtOutcome:
 
 
 def _invoke(args: list[str]) -> dbtRunnerResult:
+    # Imported here: importing dbt takes over a second, which bad input and `list` need not wait.
+    from dbt.cli.main import dbtRunner
+
     # dbt logs to stdout; the runner's stdout is for its result alone.
     with contextlib.redirect_stdout(sys.stderr):
         return dbtRunner().invoke(args)

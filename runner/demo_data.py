@@ -22,6 +22,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -73,6 +74,7 @@ _PIPELINE_AGE_DAYS = (900, 1400)
 _MEAN_STEP_DAYS = 14
 _MIN_STEP_US = 2 * _US_PER_HOUR
 _CHUNK_DEALS = 25_000
+_PROGRESS_DEALS = 100_000  # a multiple of _CHUNK_DEALS
 
 # A deal's fate is planned when it is created, the older the likelier closed; time running out
 # at as_of then keeps some planned closes open. Tuned for about a third of all deals closed.
@@ -329,10 +331,19 @@ class _Chunk:
     state_rows: int = 0
 
 
-@dataclass
 class _Clock:
-    generate_seconds: float = 0.0
-    load_seconds: float = 0.0
+    """Seconds spent per phase: generating rows in Python, or waiting on the database."""
+
+    def __init__(self) -> None:
+        self.seconds = {"generate": 0.0, "load": 0.0}
+
+    @contextmanager
+    def timing(self, phase: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[phase] += time.perf_counter() - started
 
 
 @dataclass
@@ -341,6 +352,13 @@ class _TenantTotals:
     open_deals: int = 0
     state_rows: int = 0
     first_deal_id: str | None = None
+
+    def add(self, chunk: _Chunk) -> None:
+        if self.first_deal_id is None:
+            self.first_deal_id = chunk.deal_text.split("\t", 1)[0]
+        self.deals += chunk.deals
+        self.open_deals += chunk.open_deals
+        self.state_rows += chunk.state_rows
 
 
 def _uuid4_text(bits: int) -> str:
@@ -671,18 +689,31 @@ def _cumulative(values: Sequence[float]) -> Iterator[float]:
         yield total
 
 
-def _table(schema: str, table: str) -> sql.Identifier:
-    return sql.Identifier(schema, table)
+@dataclass(frozen=True)
+class _Target:
+    """The schema the rows go to, through the connection of the load's transaction."""
 
+    conn: psycopg.Connection
+    schema: str
+    # COPY FREEZE skips the hint-bit writes and the vacuum that would otherwise follow the
+    # load (noise in a benchmark), but it needs the tables truncated in this transaction.
+    freeze: bool
 
-def _copy(
-    conn: psycopg.Connection, schema: str, table: str, columns: Sequence[str], text: str
-) -> None:
-    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT text, ENCODING 'UTF8')").format(
-        _table(schema, table), sql.SQL(", ").join(map(sql.Identifier, columns))
-    )
-    with conn.cursor() as cur, cur.copy(statement) as copy:
-        copy.write(text.encode())
+    def table(self, name: str) -> sql.Identifier:
+        return sql.Identifier(self.schema, name)
+
+    def tables(self) -> sql.Composed:
+        return sql.SQL(", ").join(self.table(t) for t in _TABLES)
+
+    def copy(self, table: str, columns: Sequence[str], text: str) -> None:
+        statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT text, ENCODING 'UTF8', FREEZE {})")
+        statement = statement.format(
+            self.table(table),
+            sql.SQL(", ").join(map(sql.Identifier, columns)),
+            sql.SQL("true" if self.freeze else "false"),
+        )
+        with self.conn.cursor() as cur, cur.copy(statement) as copy:
+            copy.write(text.encode())
 
 
 def _pipeline_text(plans: Sequence[_TenantPlan], ts: _TimestampText) -> str:
@@ -732,7 +763,8 @@ def load_dataset(
     """Replace the contents of the four CRM source tables in `schema` with the spec's dataset.
 
     The tables must exist (see create_source_schema); they are truncated first. Everything
-    happens in one transaction (a savepoint if the connection is already in one).
+    happens in one transaction (a savepoint if the connection is already in one), so readers
+    never see a half-loaded dataset and a failed load leaves the old rows in place.
     """
     _validate_schema_name(schema)
     _validate_spec(spec)
@@ -746,27 +778,38 @@ def load_dataset(
     totals = [_TenantTotals() for _ in plans]
 
     with conn.transaction():
-        started = time.perf_counter()
-        _truncate(conn, schema)
-        _copy(conn, schema, "pipeline", _PIPELINE_COLUMNS, _pipeline_text(plans, ts))
-        _copy(conn, schema, "pipeline_stage", _STAGE_COLUMNS, _stage_text(plans))
-        clock.load_seconds += time.perf_counter() - started
+        with clock.timing("load"):
+            target = _Target(conn, schema, freeze=_freeze_allowed(conn))
+            conn.execute(sql.SQL("TRUNCATE {}").format(target.tables()))
+            restore_keys = _drop_keys(target)
+            target.copy("pipeline", _PIPELINE_COLUMNS, _pipeline_text(plans, ts))
+            target.copy("pipeline_stage", _STAGE_COLUMNS, _stage_text(plans))
         for plan, tenant_totals in zip(plans, totals, strict=True):
-            _load_tenant(conn, schema, plan, as_of_us, ts, clock, tenant_totals)
-            say(
-                f"tenant {plan.index + 1}/{len(plans)} ({plan.name}): "
-                f"{tenant_totals.deals:,} deals generated and loaded"
+            label = f"tenant {plan.index + 1}/{len(plans)} ({plan.name})"
+            _load_tenant(
+                target,
+                plan,
+                as_of_us,
+                ts,
+                clock,
+                tenant_totals,
+                label,
+                say,
             )
-        started = time.perf_counter()
-        corrupt_rows = 0
-        foreign_deal_id = next((t.first_deal_id for t in totals[1:] if t.first_deal_id), None)
-        if corrupt_state_id is not None and foreign_deal_id is not None:
-            text = _corrupt_state_text(plans[0], foreign_deal_id, corrupt_state_id, as_of_us, ts)
-            _copy(conn, schema, "deal_pipeline_stage_state", _STATE_COLUMNS, text)
-            corrupt_rows = 1
-        say("analyzing")
-        _analyze(conn, schema)
-        clock.load_seconds += time.perf_counter() - started
+        with clock.timing("load"):
+            foreign_deal_id = next((t.first_deal_id for t in totals[1:] if t.first_deal_id), None)
+            if corrupt_state_id is not None and foreign_deal_id is not None:
+                text = _corrupt_state_text(
+                    plans[0], foreign_deal_id, corrupt_state_id, as_of_us, ts
+                )
+                target.copy("deal_pipeline_stage_state", _STATE_COLUMNS, text)
+            else:
+                corrupt_state_id = None
+            say("recreating keys and indexes")
+            for statement in restore_keys:
+                conn.execute(statement)
+            say("analyzing")
+            conn.execute(sql.SQL("ANALYZE {}").format(target.tables()))
 
     return DatasetSummary(
         spec=spec,
@@ -775,48 +818,95 @@ def load_dataset(
         pipelines=sum(len(p.pipelines) for p in plans),
         pipeline_stages=sum(len(p.summary.stages) for plan in plans for p in plan.pipelines),
         deals=sum(t.deals for t in totals),
-        deal_stage_states=sum(t.state_rows for t in totals) + corrupt_rows,
-        corrupt_state_id=corrupt_state_id if corrupt_rows else None,
-        generate_seconds=clock.generate_seconds,
-        load_seconds=clock.load_seconds,
+        deal_stage_states=sum(t.state_rows for t in totals) + (corrupt_state_id is not None),
+        corrupt_state_id=corrupt_state_id,
+        generate_seconds=clock.seconds["generate"],
+        load_seconds=clock.seconds["load"],
     )
 
 
 def _load_tenant(
-    conn: psycopg.Connection,
-    schema: str,
+    target: _Target,
     plan: _TenantPlan,
     as_of_us: int,
     ts: _TimestampText,
     clock: _Clock,
     totals: _TenantTotals,
+    label: str,
+    say: Callable[[str], None],
 ) -> None:
+    """Generate and COPY one tenant's deals chunk by chunk, so memory stays flat."""
     chunks = _DealGenerator(plan, as_of_us, ts).chunks()
     while True:
-        started = time.perf_counter()
-        chunk = next(chunks, None)
-        generated = time.perf_counter()
-        clock.generate_seconds += generated - started
+        with clock.timing("generate"):
+            chunk = next(chunks, None)
         if chunk is None:
             return
-        if totals.first_deal_id is None:
-            totals.first_deal_id = chunk.deal_text[:36]
-        _copy(conn, schema, "deal", _DEAL_COLUMNS, chunk.deal_text)
-        _copy(conn, schema, "deal_pipeline_stage_state", _STATE_COLUMNS, chunk.state_text)
-        clock.load_seconds += time.perf_counter() - generated
-        totals.deals += chunk.deals
-        totals.open_deals += chunk.open_deals
-        totals.state_rows += chunk.state_rows
+        with clock.timing("load"):
+            target.copy("deal", _DEAL_COLUMNS, chunk.deal_text)
+            target.copy("deal_pipeline_stage_state", _STATE_COLUMNS, chunk.state_text)
+        totals.add(chunk)
+        if totals.deals == plan.deals or totals.deals % _PROGRESS_DEALS == 0:
+            say(f"{label}: {totals.deals:,}/{plan.deals:,} deals generated and loaded")
 
 
-def _truncate(conn: psycopg.Connection, schema: str) -> None:
-    tables = sql.SQL(", ").join(_table(schema, t) for t in _TABLES)
-    conn.execute(sql.SQL("TRUNCATE {}").format(tables))
+def _freeze_allowed(conn: psycopg.Connection) -> bool:
+    # Beyond read committed the transaction snapshot predates the TRUNCATE, and PostgreSQL
+    # refuses COPY FREEZE.
+    row = conn.execute("SHOW transaction_isolation").fetchone()
+    return row is not None and row[0] == "read committed"
 
 
-def _analyze(conn: psycopg.Connection, schema: str) -> None:
-    tables = sql.SQL(", ").join(_table(schema, t) for t in _TABLES)
-    conn.execute(sql.SQL("ANALYZE {}").format(tables))
+_KEYS_QUERY = """
+SELECT con.contype::text AS kind, t.relname AS table_name, con.conname AS name,
+       pg_get_constraintdef(con.oid) AS definition
+FROM pg_constraint con
+JOIN pg_class t ON t.oid = con.conrelid
+JOIN pg_namespace n ON n.oid = t.relnamespace
+WHERE n.nspname = %(schema)s AND t.relname = ANY(%(tables)s) AND con.contype IN ('p', 'f')
+UNION ALL
+SELECT 'i', t.relname, ix.relname, pg_get_indexdef(i.indexrelid)
+FROM pg_index i
+JOIN pg_class ix ON ix.oid = i.indexrelid
+JOIN pg_class t ON t.oid = i.indrelid
+JOIN pg_namespace n ON n.oid = t.relnamespace
+WHERE n.nspname = %(schema)s AND t.relname = ANY(%(tables)s)
+  AND NOT EXISTS (
+      SELECT FROM pg_constraint con WHERE con.conindid = i.indexrelid AND con.conrelid = t.oid
+  )
+ORDER BY 2, 3
+"""
+
+
+def _drop_keys(target: _Target) -> list[sql.Composable]:
+    """Drop the tables' primary keys, foreign keys and indexes; return what recreates them.
+
+    COPY into the keyed tables, with a random-UUID index insert and foreign-key checks per row,
+    took 55 s for 3.8M rows here; building the same keys afterwards takes 4 s. The definitions
+    come from the catalog, so the recreated keys are exactly the ones dropped, names included.
+    """
+    rows = target.conn.execute(
+        _KEYS_QUERY, {"schema": target.schema, "tables": list(_TABLES)}
+    ).fetchall()
+    drops: dict[str, list[sql.Composable]] = {"f": [], "p": [], "i": []}
+    creates: dict[str, list[sql.Composable]] = {"p": [], "i": [], "f": []}
+    for kind, table, name, definition in rows:
+        if kind == "i":
+            drops[kind].append(sql.SQL("DROP INDEX {}").format(target.table(name)))
+            creates[kind].append(sql.SQL(definition))
+        else:
+            alter = sql.SQL("ALTER TABLE {} {} CONSTRAINT {}")
+            drops[kind].append(
+                alter.format(target.table(table), sql.SQL("DROP"), sql.Identifier(name))
+            )
+            creates[kind].append(
+                alter.format(target.table(table), sql.SQL("ADD"), sql.Identifier(name))
+                + sql.SQL(" " + definition)
+            )
+    # Foreign keys go first and come back last: they depend on the primary keys they reference.
+    for statement in (*drops["f"], *drops["p"], *drops["i"]):
+        target.conn.execute(statement)
+    return [*creates["p"], *creates["i"], *creates["f"]]
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:

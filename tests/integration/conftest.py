@@ -60,5 +60,6 @@ def dbt(database_env: dict[str, str], dataset: DatasetSummary, tmp_path_factory)
 
 @pytest.fixture
 def db(database_env: dict[str, str]) -> Iterator[psycopg.Connection]:
-    with connect(database_env["PGDATABASE"], autocommit=True) as conn:
+    # Named, so tests that terminate "every other backend" spare the test's own connection.
+    with connect(database_env["PGDATABASE"], autocommit=True, application_name="pytest-db") as conn:
         yield conn

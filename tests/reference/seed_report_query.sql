@@ -1,7 +1,7 @@
 -- The seed design's reference query (deal-aging-report-design.txt, section B), used as the oracle
 -- the tests and the benchmark compare the dbt models with. Adapted only as far as a driver needs:
---   * :name placeholders became %(name)s, with a cast on each so PostgreSQL knows its type;
---   * NOW() became %(now)s, so a comparison can use the instant the compared run recorded;
+--   * :name placeholders became named psycopg placeholders, with a cast on each so PostgreSQL knows its type;
+--   * NOW() became the placeholder "now", so a comparison can use the instant the compared run recorded;
 --   * the schema name dyno_crm is kept as in the seed.
 WITH params AS (
     SELECT
