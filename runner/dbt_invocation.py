@@ -12,6 +12,7 @@ from uuid import UUID
 
 from runner.dbt_project import PROJECT_DIR, profiles_dir_args
 from runner.errors import one_line
+from runner.signals import interruption_reason
 
 if TYPE_CHECKING:
     from dbt.cli.main import dbtRunnerResult
@@ -53,7 +54,6 @@ class DbtSettings:
 class DbtOutcome:
     success: bool
     message: str
-    interrupted: bool = False
 
 
 def run_report(settings: DbtSettings, run_ids: list[UUID], source_schema: str | None) -> DbtOutcome:
@@ -95,7 +95,7 @@ def _outcome(result: dbtRunnerResult) -> DbtOutcome:
     if result.success:
         return DbtOutcome(True, "")
     if isinstance(result.exception, KeyboardInterrupt):
-        return DbtOutcome(False, "interrupted", interrupted=True)
+        return DbtOutcome(False, interruption_reason(result.exception))
     if result.exception is not None:
         return DbtOutcome(False, one_line(str(result.exception)))
     failures = [

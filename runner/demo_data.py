@@ -82,9 +82,11 @@ _CLOSED_ODDS_NEW = 0.1
 _CLOSED_ODDS_OLD = 0.75  # at the far end of the history window
 _WON_SHARE = 0.4  # of closed deals
 _NULL_AMOUNT_ODDS = 0.05
-_AMOUNT_SIGMA = 1.1
+_AMOUNT_SIGMA = 1.1  # log-normal: most deals 5k-50k, a tail past 1M
+_ROUND_AMOUNT_ODDS = 0.8
 _OWNER_USER_ODDS = 0.9
 _OWNER_GROUP_ODDS = 0.3
+_TEAM_OWNED_GROUP_ODDS = 0.8  # a deal without an owning user is mostly owned by a team
 _ASSIGNED_USER_ODDS = 0.25
 _ASSIGNED_GROUP_ODDS = 0.1
 _PARTNER_PIPELINE_ODDS = 0.5
@@ -322,13 +324,13 @@ class _TenantPlan:
     anchors: tuple[_Anchor, ...]  # the tenant's first deals are these planted ones
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Chunk:
     deal_text: str
     state_text: str
-    deals: int = 0
-    open_deals: int = 0
-    state_rows: int = 0
+    deals: int
+    open_deals: int
+    state_rows: int
 
 
 class _Clock:
@@ -404,9 +406,8 @@ def _validate_spec(spec: DatasetSpec) -> None:
         raise ValueError("deals must not be negative")
     if spec.tenants < 1:
         raise ValueError("tenants must be at least 1")
-    share = spec.big_tenant_share
-    if share is not None and not (0 < share < 1 or (share == 1 and spec.tenants == 1)):
-        raise ValueError("big_tenant_share must lie strictly between 0 and 1")
+    if spec.big_tenant_share is not None and not 0 < spec.big_tenant_share <= 1:
+        raise ValueError("big_tenant_share must lie in (0, 1]")
     if spec.duplicate_current_rows < 0:
         raise ValueError("duplicate_current_rows must not be negative")
     _epoch_us(spec.as_of)
@@ -415,11 +416,11 @@ def _validate_spec(spec: DatasetSpec) -> None:
 def create_source_schema(conn: psycopg.Connection, schema: str = DEFAULT_SCHEMA) -> None:
     """Create the CRM source schema and tables (idempotent: the DDL uses IF NOT EXISTS)."""
     _validate_schema_name(schema)
-    ddl = (resources.files(__package__) / "sql" / _DDL_FILE).read_text(encoding="utf-8")
+    ddl = resources.files("runner").joinpath("sql", _DDL_FILE).read_text(encoding="utf-8")
     # Validated above, so the quoted name cannot break out of the identifier.
     ddl = re.sub(r"\bdyno_crm\b", lambda _: f'"{schema}"', ddl)
-    with conn.transaction(), conn.cursor() as cur:
-        cur.execute(ddl.encode())
+    with conn.transaction():
+        conn.execute(sql.SQL(ddl))
 
 
 def _apportion(total: int, shares: Sequence[float]) -> list[int]:
@@ -553,6 +554,7 @@ class _DealGenerator:
 
     def _deal(self, anchor: _Anchor | None, deal_lines: list[str], state_lines: list[str]) -> bool:
         rng = self._rng
+        # hi: rounding may leave the last cumulative weight a hair under 1.
         pipeline = self._plan.pipelines[
             bisect.bisect(self._pipeline_cumulative, rng.random(), hi=len(self._plan.pipelines) - 1)
         ]
@@ -621,33 +623,28 @@ class _DealGenerator:
     def _deal_line(
         self, deal_id: str, pipeline: _Pipeline, created_us: int, null_amount: bool
     ) -> str:
-        rng = self._rng
         users, groups = self._users, self._groups
-        name = (
-            f"{self._companies[int(rng.random() * len(self._companies))]}{_NAME_DASH}"
-            f"{pipeline.deal_labels[int(rng.random() * len(pipeline.deal_labels))]}"
-        )
+        name = f"{self._pick(self._companies)}{_NAME_DASH}{self._pick(pipeline.deal_labels)}"
         amount = _NULL if null_amount else self._amount(pipeline)
-        owner_user = (
-            users[int(rng.random() * len(users))] if rng.random() < _OWNER_USER_ODDS else _NULL
+        owner_user = self._maybe(_OWNER_USER_ODDS, users)
+        owner_group = self._maybe(
+            _OWNER_GROUP_ODDS if owner_user != _NULL else _TEAM_OWNED_GROUP_ODDS, groups
         )
-        group_odds = _OWNER_GROUP_ODDS if owner_user is not _NULL else 0.8
-        owner_group = (
-            groups[int(rng.random() * len(groups))] if rng.random() < group_odds else _NULL
-        )
-        assigned_user = (
-            users[int(rng.random() * len(users))] if rng.random() < _ASSIGNED_USER_ODDS else _NULL
-        )
-        assigned_group = (
-            groups[int(rng.random() * len(groups))]
-            if rng.random() < _ASSIGNED_GROUP_ODDS
-            else _NULL
-        )
+        assigned_user = self._maybe(_ASSIGNED_USER_ODDS, users)
+        assigned_group = self._maybe(_ASSIGNED_GROUP_ODDS, groups)
         return (
             f"{deal_id}\t{self._tenant}\t{pipeline.id_text}\t{name}\t{amount}\t"
             f"{self._ts(created_us)}\t{owner_user}\t{owner_group}\t{assigned_user}\t"
             f"{assigned_group}\n"
         )
+
+    def _pick(self, items: Sequence[str]) -> str:
+        # Cheaper than rng.choice, which matters at a few million picks.
+        return items[int(self._rng.random() * len(items))]
+
+    def _maybe(self, odds: float, items: Sequence[str]) -> str:
+        """One of items with the given odds, else NULL."""
+        return self._pick(items) if self._rng.random() < odds else _NULL
 
     def _amount(self, pipeline: _Pipeline) -> str:
         rng = self._rng
@@ -655,7 +652,7 @@ class _DealGenerator:
             return _NULL
         cents = int(rng.lognormvariate(pipeline.amount_mu, _AMOUNT_SIGMA) * 100)
         # Most quotes are round numbers; some carry cents from discounts and currency conversion.
-        if rng.random() < 0.8:
+        if rng.random() < _ROUND_AMOUNT_ODDS:
             cents = max(50_00, cents - cents % 50_00)
         return f"{cents // 100}.{cents % 100:02d}"
 
@@ -668,18 +665,14 @@ class _DealGenerator:
         duplicate_current: bool,
     ) -> None:
         getrandbits = self._rng.getrandbits
-        prefix_tail = f"\t{self._tenant}\t{deal_id}\t"
+        owner = f"\t{self._tenant}\t{deal_id}\t"
         texts = [self._ts(us) for us in entered]
         last = len(stages) - 1
-        for k in range(last):
-            still_current = duplicate_current and k == last - 1
+        for k in range(last + 1):
+            still_current = k == last or (duplicate_current and k == last - 1)
             exited, flag = (_NULL, "t") if still_current else (texts[k + 1], "f")
-            lines.append(
-                f"{_uuid4_text(getrandbits(128))}{prefix_tail}{stages[k]}\t{texts[k]}\t{exited}\t{flag}\n"
-            )
-        lines.append(
-            f"{_uuid4_text(getrandbits(128))}{prefix_tail}{stages[last]}\t{texts[last]}\t{_NULL}\tt\n"
-        )
+            row_id = _uuid4_text(getrandbits(128))
+            lines.append(f"{row_id}{owner}{stages[k]}\t{texts[k]}\t{exited}\t{flag}\n")
 
 
 def _cumulative(values: Sequence[float]) -> Iterator[float]:
@@ -733,15 +726,6 @@ def _stage_text(plans: Sequence[_TenantPlan]) -> str:
     )
 
 
-def _corrupt_state_text(
-    owner: _TenantPlan, foreign_deal_id: str, state_id: uuid.UUID, as_of_us: int, ts: _TimestampText
-) -> str:
-    """A current row of tenant `owner` on another tenant's deal: old enough to look at risk."""
-    stage_id = owner.pipelines[0].open_stage_ids[1]
-    entered = ts(as_of_us - 45 * _US_PER_DAY - 7 * _US_PER_HOUR)
-    return f"{state_id}\t{owner.tenant_id}\t{foreign_deal_id}\t{stage_id}\t{entered}\t{_NULL}\tt\n"
-
-
 def _summarise_tenant(plan: _TenantPlan, totals: _TenantTotals) -> TenantSummary:
     return TenantSummary(
         tenant_id=plan.tenant_id,
@@ -768,12 +752,9 @@ def load_dataset(
     """
     _validate_schema_name(schema)
     _validate_spec(spec)
-    say = progress or (lambda _line: None)
     rng = random.Random(spec.seed)
     plans = _plan_tenants(spec, rng)
-    corrupt_state_id = _uuid4(rng) if spec.tenants > 1 else None
-    as_of_us = _epoch_us(spec.as_of)
-    ts = _TimestampText()
+    corrupt_state_id = _uuid4(rng)
     clock = _Clock()
     totals = [_TenantTotals() for _ in plans]
 
@@ -782,33 +763,18 @@ def load_dataset(
             target = _Target(conn, schema, freeze=_freeze_allowed(conn))
             conn.execute(sql.SQL("TRUNCATE {}").format(target.tables()))
             restore_keys = _drop_keys(target)
-            target.copy("pipeline", _PIPELINE_COLUMNS, _pipeline_text(plans, ts))
+        run = _Run(target, _epoch_us(spec.as_of), _TimestampText(), clock, progress)
+        with clock.timing("load"):
+            target.copy("pipeline", _PIPELINE_COLUMNS, _pipeline_text(plans, run.ts))
             target.copy("pipeline_stage", _STAGE_COLUMNS, _stage_text(plans))
         for plan, tenant_totals in zip(plans, totals, strict=True):
-            label = f"tenant {plan.index + 1}/{len(plans)} ({plan.name})"
-            _load_tenant(
-                target,
-                plan,
-                as_of_us,
-                ts,
-                clock,
-                tenant_totals,
-                label,
-                say,
-            )
+            _load_tenant(run, plan, tenant_totals, f"tenant {plan.index + 1}/{len(plans)}")
         with clock.timing("load"):
-            foreign_deal_id = next((t.first_deal_id for t in totals[1:] if t.first_deal_id), None)
-            if corrupt_state_id is not None and foreign_deal_id is not None:
-                text = _corrupt_state_text(
-                    plans[0], foreign_deal_id, corrupt_state_id, as_of_us, ts
-                )
-                target.copy("deal_pipeline_stage_state", _STATE_COLUMNS, text)
-            else:
-                corrupt_state_id = None
-            say("recreating keys and indexes")
+            corrupt_loaded = _load_corrupt_row(run, plans, totals, corrupt_state_id)
+            run.say("recreating keys and indexes")
             for statement in restore_keys:
                 conn.execute(statement)
-            say("analyzing")
+            run.say("analyzing")
             conn.execute(sql.SQL("ANALYZE {}").format(target.tables()))
 
     return DatasetSummary(
@@ -818,36 +784,61 @@ def load_dataset(
         pipelines=sum(len(p.pipelines) for p in plans),
         pipeline_stages=sum(len(p.summary.stages) for plan in plans for p in plan.pipelines),
         deals=sum(t.deals for t in totals),
-        deal_stage_states=sum(t.state_rows for t in totals) + (corrupt_state_id is not None),
-        corrupt_state_id=corrupt_state_id,
+        deal_stage_states=sum(t.state_rows for t in totals) + int(corrupt_loaded),
+        corrupt_state_id=corrupt_state_id if corrupt_loaded else None,
         generate_seconds=clock.seconds["generate"],
         load_seconds=clock.seconds["load"],
     )
 
 
-def _load_tenant(
-    target: _Target,
-    plan: _TenantPlan,
-    as_of_us: int,
-    ts: _TimestampText,
-    clock: _Clock,
-    totals: _TenantTotals,
-    label: str,
-    say: Callable[[str], None],
-) -> None:
+@dataclass(frozen=True)
+class _Run:
+    """What the steps of one load share."""
+
+    target: _Target
+    as_of_us: int
+    ts: _TimestampText
+    clock: _Clock
+    progress: Callable[[str], None] | None
+
+    def say(self, line: str) -> None:
+        if self.progress is not None:
+            self.progress(line)
+
+
+def _load_tenant(run: _Run, plan: _TenantPlan, totals: _TenantTotals, label: str) -> None:
     """Generate and COPY one tenant's deals chunk by chunk, so memory stays flat."""
-    chunks = _DealGenerator(plan, as_of_us, ts).chunks()
+    chunks = _DealGenerator(plan, run.as_of_us, run.ts).chunks()
     while True:
-        with clock.timing("generate"):
+        with run.clock.timing("generate"):
             chunk = next(chunks, None)
         if chunk is None:
             return
-        with clock.timing("load"):
-            target.copy("deal", _DEAL_COLUMNS, chunk.deal_text)
-            target.copy("deal_pipeline_stage_state", _STATE_COLUMNS, chunk.state_text)
+        with run.clock.timing("load"):
+            run.target.copy("deal", _DEAL_COLUMNS, chunk.deal_text)
+            run.target.copy("deal_pipeline_stage_state", _STATE_COLUMNS, chunk.state_text)
         totals.add(chunk)
         if totals.deals == plan.deals or totals.deals % _PROGRESS_DEALS == 0:
-            say(f"{label}: {totals.deals:,}/{plan.deals:,} deals generated and loaded")
+            run.say(f"{label} ({plan.name}): {totals.deals:,}/{plan.deals:,} deals loaded")
+
+
+def _load_corrupt_row(
+    run: _Run, plans: Sequence[_TenantPlan], totals: Sequence[_TenantTotals], state_id: uuid.UUID
+) -> bool:
+    """Give the first tenant a current stage row on another tenant's deal, if there is one.
+
+    The row is old enough to count as at risk, so a report that forgets to match tenant_id
+    on its joins shows it.
+    """
+    foreign_deal_id = next((t.first_deal_id for t in totals[1:] if t.first_deal_id), None)
+    if foreign_deal_id is None:
+        return False
+    owner = plans[0]
+    stage_id = owner.pipelines[0].open_stage_ids[1]
+    entered = run.ts(run.as_of_us - 45 * _US_PER_DAY - 7 * _US_PER_HOUR)
+    text = f"{state_id}\t{owner.tenant_id}\t{foreign_deal_id}\t{stage_id}\t{entered}\t{_NULL}\tt\n"
+    run.target.copy("deal_pipeline_stage_state", _STATE_COLUMNS, text)
+    return True
 
 
 def _freeze_allowed(conn: psycopg.Connection) -> bool:

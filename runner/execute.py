@@ -104,8 +104,6 @@ def _compute(
         with sigterm_interrupts():
             outcome = dbt_invocation.run_report(dbt, [request.run_id], request.source_schema)
             timings["dbt_s"] = round(time.perf_counter() - dbt_started, 3)
-            if outcome.interrupted:
-                raise KeyboardInterrupt
             if not outcome.success:
                 raise RunFailed(request.run_id, outcome.message)
             return report_runs.mark_succeeded(conn, tables, request.run_id)

@@ -132,9 +132,10 @@ def test_header_records_parameters_and_period(dbt, db, ids):
         "stage_id": None,
     }
     assert run["period_start"].isoformat() == "2026-01-01T00:00:00+00:00"
-    assert run["period_end"].timestamp() == run["period_end"].fromisoformat(
-        "2026-06-30T10:00:00+00:00"
-    ).timestamp()
+    assert (
+        run["period_end"].timestamp()
+        == run["period_end"].fromisoformat("2026-06-30T10:00:00+00:00").timestamp()
+    )
 
 
 def test_rerun_of_a_run_id_replaces_exactly_its_rows(dbt, db, ids):
@@ -162,8 +163,7 @@ def test_rerun_that_now_finds_no_deals_leaves_no_rows(dbt, db, ids):
     [run] = run_report(dbt, db, {"tenant_id": ids.tenants[0], "threshold_days": 30})
     assert fact_rows(db, run["run_id"])
     db.execute(
-        f"update {REPORT_RUN_TABLE} set input_params = input_params || %s::jsonb"
-        " where run_id = %s",
+        f"update {REPORT_RUN_TABLE} set input_params = input_params || %s::jsonb where run_id = %s",
         (f'{{"stage_id": "{ids.terminal_stage_id}"}}', run["run_id"]),
     )
 
@@ -190,7 +190,9 @@ def test_given_run_id_leaves_the_header_to_its_owner(dbt, db, ids):
 
 def test_full_refresh_keeps_the_history(dbt, db, ids):
     run_report(dbt, db, {"tenant_id": ids.tenants[0], "threshold_days": 30})
-    before = db.execute(f"select run_id, count(*) from {FACT_TABLE} group by 1 order by 1").fetchall()
+    before = db.execute(
+        f"select run_id, count(*) from {FACT_TABLE} group by 1 order by 1"
+    ).fetchall()
 
     result = dbt.invoke("run", "--full-refresh", dbt_vars={"tenant_id": ids.tenants[1]})
 
@@ -246,13 +248,22 @@ def test_a_failing_model_fails_the_run_and_leaves_no_facts(dbt, db, ids):
 
 BAD_VARS = {
     "tenant_id not a uuid": ({"tenant_id": "acme"}, "Invalid var tenant_id"),
-    "quote in a uuid": ({"pipeline_id": "x'; drop table dyno_crm.deal; --"}, "Invalid var pipeline_id"),
+    "quote in a uuid": (
+        {"pipeline_id": "x'; drop table dyno_crm.deal; --"},
+        "Invalid var pipeline_id",
+    ),
     "negative threshold": ({"threshold_days": -1}, "Invalid var threshold_days"),
     "fractional threshold": ({"threshold_days": 1.5}, "Invalid var threshold_days"),
     "text cycle threshold": ({"cycle_threshold_days": "ten"}, "Invalid var cycle_threshold_days"),
-    "principal type": ({"principal_type": "TEAM", "principal_id": str(uuid.uuid4())}, "Invalid var principal_type"),
+    "principal type": (
+        {"principal_type": "TEAM", "principal_id": str(uuid.uuid4())},
+        "Invalid var principal_type",
+    ),
     "principal type without id": ({"principal_type": "USER"}, "principal_type and principal_id"),
-    "principal id without type": ({"principal_id": str(uuid.uuid4())}, "principal_type and principal_id"),
+    "principal id without type": (
+        {"principal_id": str(uuid.uuid4())},
+        "principal_type and principal_id",
+    ),
     "timestamp": ({"period_start": "last tuesday"}, "Invalid var period_start"),
     "impossible date": ({"period_end": "2026-02-30"}, "Invalid var period_end"),
     "period order": ({"period_start": "2026-05-01", "period_end": "2026-04-01"}, "period_start"),
@@ -276,16 +287,27 @@ def test_bad_var_fails_naming_it_and_writes_nothing(case, dbt, db, dataset):
 
 def test_cli_bad_var_exits_non_zero_with_the_reason(dbt, db):
     completed = subprocess.run(
-        [Path(sys.executable).with_name("dbt"), "run", *dbt.project_args, "--vars", "{threshold_days: -3}"],
+        [
+            Path(sys.executable).with_name("dbt"),
+            "run",
+            *dbt.project_args,
+            "--vars",
+            "{threshold_days: -3}",
+        ],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert completed.returncode != 0
-    assert "Invalid var threshold_days: expected a whole number of days, 0 or more, got -3." in completed.stdout
+    assert (
+        "Invalid var threshold_days: expected a whole number of days, 0 or more, got -3."
+        in completed.stdout
+    )
 
 
-@pytest.mark.parametrize("command", [["compile"], ["test", "--exclude", "test_type:unit"], ["docs", "generate"]])
+@pytest.mark.parametrize(
+    "command", [["compile"], ["test", "--exclude", "test_type:unit"], ["docs", "generate"]]
+)
 def test_commands_that_build_no_report_open_no_runs(command, dbt, db, dataset):
     run_report(dbt, db, {"threshold_days": 30})
     runs_before = count(db, REPORT_RUN_TABLE)

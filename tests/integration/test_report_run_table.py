@@ -85,7 +85,9 @@ def test_another_reports_table_gains_only_the_missing_columns(dbt: Dbt, other_da
 
     assert {"finished_at", "error_message", "dbt_invocation_id"} <= set(columns(other_database))
     with connect(other_database) as conn:
-        assert conn.execute("select 'dyno_crm.report_run'::regclass::oid").fetchone()[0] == table_oid
+        assert (
+            conn.execute("select 'dyno_crm.report_run'::regclass::oid").fetchone()[0] == table_oid
+        )
         assert conn.execute(
             "select report_type, input_params, status from dyno_crm.report_run"
         ).fetchall() == [("pipeline_velocity", {"weeks": 4}, "SUCCEEDED")]

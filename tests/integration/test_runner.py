@@ -51,8 +51,14 @@ def report_ready(dbt, database_env, ids) -> None:
 
 def test_run_prints_its_run_id_and_matches_the_reference(database_env, db, ids, report_ready):
     done = run_runner(
-        database_env, "run", "--tenant-id", ids.tenants[0], "--threshold-days", "30",
-        "--cycle-threshold-days", "200",
+        database_env,
+        "run",
+        "--tenant-id",
+        ids.tenants[0],
+        "--threshold-days",
+        "30",
+        "--cycle-threshold-days",
+        "200",
     )
 
     assert done.returncode == 0, done.stderr
@@ -67,8 +73,15 @@ def test_run_prints_its_run_id_and_matches_the_reference(database_env, db, ids, 
 
 def test_json_output(database_env, db, ids, report_ready):
     done = run_runner(
-        database_env, "run", "--tenant-id", ids.tenants[1], "--threshold-days", "14",
-        "--period-end", PERIOD_END, "--json",
+        database_env,
+        "run",
+        "--tenant-id",
+        ids.tenants[1],
+        "--threshold-days",
+        "14",
+        "--period-end",
+        PERIOD_END,
+        "--json",
     )
 
     assert done.returncode == 0, done.stderr
@@ -94,11 +107,21 @@ BAD_INPUT = {
     "tenant not a uuid": (["--tenant-id", "acme", "--threshold-days", "3"], "--tenant-id"),
     "negative threshold": (["--threshold-days", "-3"], "--threshold-days"),
     "fractional threshold": (["--threshold-days", "2.5"], "--threshold-days"),
-    "cycle threshold": (["--threshold-days", "3", "--cycle-threshold-days", "x"], "--cycle-threshold-days"),
+    "cycle threshold": (
+        ["--threshold-days", "3", "--cycle-threshold-days", "x"],
+        "--cycle-threshold-days",
+    ),
     "period start": (["--threshold-days", "3", "--period-start", "yesterday"], "--period-start"),
     "period end": (["--threshold-days", "3", "--period-end", "2026-02-30"], "--period-end"),
     "period order": (
-        ["--threshold-days", "3", "--period-start", "2026-05-01", "--period-end", "2026-04-01Z"],
+        [
+            "--threshold-days",
+            "3",
+            "--period-start",
+            "2026-05-01",
+            "--period-end",
+            "2026-04-01T00:00Z",
+        ],
         "must be before",
     ),
     "pipeline": (["--threshold-days", "3", "--pipeline-id", "1"], "--pipeline-id"),
@@ -108,14 +131,19 @@ BAD_INPUT = {
         "--principal-type",
     ),
     "principal type alone": (["--threshold-days", "3", "--principal-type", "USER"], "give both"),
-    "principal id alone": (["--threshold-days", "3", "--principal-id", str(uuid.uuid4())], "give both"),
+    "principal id alone": (
+        ["--threshold-days", "3", "--principal-id", str(uuid.uuid4())],
+        "give both",
+    ),
     "run id": (["--threshold-days", "3", "--run-id", "nope"], "--run-id"),
     "source schema": (["--threshold-days", "3", "--source-schema", "a;b"], "--source-schema"),
 }
 
 
 @pytest.mark.parametrize("case", BAD_INPUT)
-def test_bad_input_exits_2_with_one_line_and_writes_nothing(case, database_env, db, ids, report_ready):
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(
+    case, database_env, db, ids, report_ready
+):
     args, message = BAD_INPUT[case]
     if "--tenant-id" not in args:
         args = ["--tenant-id", ids.tenants[0], *args]
@@ -134,7 +162,14 @@ def test_retry_of_another_tenants_run_is_bad_input(database_env, db, ids, report
     before, facts = counts(db), fact_rows(db, run_id)
 
     done = run_runner(
-        database_env, "run", "--tenant-id", ids.tenants[1], "--threshold-days", "30", "--run-id", run_id
+        database_env,
+        "run",
+        "--tenant-id",
+        ids.tenants[1],
+        "--threshold-days",
+        "30",
+        "--run-id",
+        run_id,
     )
 
     assert done.returncode == 2 and "not a deal_aging run of tenant" in done.stderr
@@ -153,7 +188,9 @@ def test_unreachable_database_exits_1_naming_host_and_port(database_env, ids):
 def test_missing_source_table_fails_the_run(database_env, db, ids, report_ready):
     db.execute("alter table dyno_crm.pipeline_stage rename to pipeline_stage_gone")
     try:
-        done = run_runner(database_env, "run", "--tenant-id", ids.tenants[0], "--threshold-days", "3")
+        done = run_runner(
+            database_env, "run", "--tenant-id", ids.tenants[0], "--threshold-days", "3"
+        )
     finally:
         db.execute("alter table dyno_crm.pipeline_stage_gone rename to pipeline_stage")
 
@@ -169,8 +206,14 @@ def test_missing_source_table_fails_the_run(database_env, db, ids, report_ready)
 
 def test_dbt_configuration_error_fails_the_run(database_env, db, ids, report_ready):
     done = run_runner(
-        database_env, "run", "--tenant-id", ids.tenants[0], "--threshold-days", "3",
-        "--target", "no_such_target",
+        database_env,
+        "run",
+        "--tenant-id",
+        ids.tenants[0],
+        "--threshold-days",
+        "3",
+        "--target",
+        "no_such_target",
     )
 
     assert done.returncode == 1
@@ -197,14 +240,16 @@ def _latest_run_id(db: psycopg.Connection) -> str:
 def test_database_connections_killed_mid_run_fail_the_run(database_env, db, ids, report_ready):
     blocker = _block_deals(database_env["PGDATABASE"])
     try:
-        proc = start_runner(database_env, "run", "--tenant-id", ids.tenants[0], "--threshold-days", "3")
+        proc = start_runner(
+            database_env, "run", "--tenant-id", ids.tenants[0], "--threshold-days", "3"
+        )
         wait_until(lambda: blocked_on_lock(db), what="the run to reach the deal table")
         blocker.execute(
             "select pg_terminate_backend(pid) from pg_stat_activity"
             " where datname = current_database() and pid <> pg_backend_pid()"
             " and application_name <> 'pytest-db'"
         )
-        stdout, stderr = proc.communicate(timeout=120)
+        _, stderr = proc.communicate(timeout=120)
     finally:
         blocker.close()
 
@@ -218,10 +263,12 @@ def test_database_connections_killed_mid_run_fail_the_run(database_env, db, ids,
 def test_terminated_runner_marks_its_run_failed(how, database_env, db, ids, report_ready):
     blocker = _block_deals(database_env["PGDATABASE"])
     try:
-        proc = start_runner(database_env, "run", "--tenant-id", ids.tenants[0], "--threshold-days", "3")
+        proc = start_runner(
+            database_env, "run", "--tenant-id", ids.tenants[0], "--threshold-days", "3"
+        )
         wait_until(lambda: blocked_on_lock(db), what="the run to reach the deal table")
         proc.send_signal(getattr(signal, how))
-        stdout, stderr = proc.communicate(timeout=120)
+        _, stderr = proc.communicate(timeout=120)
     finally:
         blocker.close()
 
@@ -235,19 +282,26 @@ def test_terminated_runner_marks_its_run_failed(how, database_env, db, ids, repo
 def test_killed_runner_is_swept_and_a_live_one_is_not(database_env, db, ids, report_ready):
     blocker = _block_deals(database_env["PGDATABASE"])
     try:
-        killed = start_runner(database_env, "run", "--tenant-id", ids.tenants[0], "--threshold-days", "3")
+        killed = start_runner(
+            database_env, "run", "--tenant-id", ids.tenants[0], "--threshold-days", "3"
+        )
         wait_until(lambda: blocked_on_lock(db), what="the first run to block")
         killed_run = _latest_run_id(db)
         killed.kill()
         killed.wait(timeout=30)
-        live = start_runner(database_env, "run", "--tenant-id", ids.tenants[1], "--threshold-days", "3")
+        live = start_runner(
+            database_env, "run", "--tenant-id", ids.tenants[1], "--threshold-days", "3"
+        )
         wait_until(lambda: _latest_run_id(db) != killed_run, what="the second run's header")
         live_run = _latest_run_id(db)
         assert header(db, killed_run)["status"] == "IN_PROGRESS"
         wait_until(
-            lambda: db.execute(
-                "select count(*) from pg_locks where locktype = 'advisory'"
-            ).fetchone()[0] == 1,
+            lambda: (
+                db.execute("select count(*) from pg_locks where locktype = 'advisory'").fetchone()[
+                    0
+                ]
+                == 1
+            ),
             what="the killed runner's session to end",
         )
 
@@ -269,7 +323,13 @@ def test_concurrent_runs_each_get_exactly_their_own_facts(database_env, db, ids,
 
     def one(tenant: str) -> str:
         return succeeded_run(
-            database_env, "--tenant-id", tenant, "--threshold-days", "20", "--period-end", PERIOD_END
+            database_env,
+            "--tenant-id",
+            tenant,
+            "--threshold-days",
+            "20",
+            "--period-end",
+            PERIOD_END,
         )
 
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -279,10 +339,13 @@ def test_concurrent_runs_each_get_exactly_their_own_facts(database_env, db, ids,
     for tenant, run_id in zip(tenants, run_ids, strict=True):
         assert header(db, run_id)["status"] == "SUCCEEDED"
         assert fact_rows(db, run_id) == sequential[tenant]
-        assert db.execute(
-            f"select count(*) from {FACT_TABLE} where run_id = %s and tenant_id <> %s",
-            (run_id, tenant),
-        ).fetchone()[0] == 0
+        assert (
+            db.execute(
+                f"select count(*) from {FACT_TABLE} where run_id = %s and tenant_id <> %s",
+                (run_id, tenant),
+            ).fetchone()[0]
+            == 0
+        )
 
 
 def test_same_parameters_give_identical_facts_and_a_retry_changes_nothing_else(
@@ -292,7 +355,8 @@ def test_same_parameters_give_identical_facts_and_a_retry_changes_nothing_else(
     first, second = succeeded_run(database_env, *args), succeeded_run(database_env, *args)
     assert first != second and fact_rows(db, first) == fact_rows(db, second)
     others = db.execute(
-        f"select * from {FACT_TABLE} where run_id <> %s order by run_id, pipeline_id, stage_id", (first,)
+        f"select * from {FACT_TABLE} where run_id <> %s order by run_id, pipeline_id, stage_id",
+        (first,),
     ).fetchall()
     generated_before = header(db, first)["generated_at"]
 
@@ -300,9 +364,13 @@ def test_same_parameters_give_identical_facts_and_a_retry_changes_nothing_else(
 
     assert fact_rows(db, first) == fact_rows(db, second)
     assert header(db, first)["generated_at"] > generated_before
-    assert db.execute(
-        f"select * from {FACT_TABLE} where run_id <> %s order by run_id, pipeline_id, stage_id", (first,)
-    ).fetchall() == others
+    assert (
+        db.execute(
+            f"select * from {FACT_TABLE} where run_id <> %s order by run_id, pipeline_id, stage_id",
+            (first,),
+        ).fetchall()
+        == others
+    )
 
 
 def test_corrupt_cross_tenant_row_does_not_leak(database_env, db, ids, report_ready):
@@ -342,9 +410,11 @@ def test_list_and_show(database_env, db, ids, report_ready):
     shown = run_runner(database_env, "show", run_id)
     assert shown.returncode == 0, shown.stderr
     stage_names = [
-        name for (name,) in db.execute(
+        name
+        for (name,) in db.execute(
             f"select distinct s.name from {FACT_TABLE} f join dyno_crm.pipeline_stage s"
-            " on s.id = f.stage_id where f.run_id = %s", (run_id,)
+            " on s.id = f.stage_id where f.run_id = %s",
+            (run_id,),
         )
     ]
     assert stage_names and all(name in shown.stdout for name in stage_names)
