@@ -27,7 +27,7 @@ test: install
 lint: install
 	$(BIN)/ruff check runner tests bench
 	$(BIN)/ruff format --check runner tests bench
-	$(BIN)/sqlfluff lint models macros tests
+	$(BIN)/sqlfluff lint models tests/dbt
 
 format: install
 	$(BIN)/ruff check --fix runner tests bench

@@ -70,7 +70,7 @@ final as (
         cast(median_days_in_stage as numeric(10, 2)) as median_days_in_stage,
         total_deal_count,
         cast(total_amount as numeric(20, 2)) as total_amount,
-        cast(at_risk_deal_count::numeric / total_deal_count as numeric(7, 4)) as percent_at_risk
+        cast(cast(at_risk_deal_count as numeric) / total_deal_count as numeric(7, 4)) as percent_at_risk
 
     from per_stage
 

@@ -312,6 +312,15 @@ def test_load_recreates_keys_and_indexes_exactly(conn: psycopg.Connection) -> No
     assert len(before) == 15  # 4 primary keys and their indexes, 4 foreign keys, 3 indexes
 
 
+def test_loads_inside_a_repeatable_read_transaction(dbname: str) -> None:
+    # The loader's COPY FREEZE must work under any isolation level.
+    with psycopg.connect(**connect_kwargs(dbname)) as rr:
+        rr.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        create_source_schema(rr, "demo_rr")
+        summary = load_dataset(rr, DatasetSpec(deals=200, tenants=2), "demo_rr")
+        assert scalar(rr, "SELECT count(*) FROM demo_rr.deal") == summary.deals == 200
+
+
 def test_reload_replaces_rows(conn: psycopg.Connection) -> None:
     load(conn, "demo_reload", DatasetSpec(deals=200, seed=1))
     summary = load_dataset(conn, DatasetSpec(deals=100, seed=2), "demo_reload")
