@@ -9,7 +9,7 @@ from runner import render, report_runs
 from runner.database import connect
 from runner.dbt_invocation import DbtSettings
 from runner.errors import BadInput, RunnerError
-from runner.execute import RunRequest, execute_run
+from runner.execute import RunRequest, execute_runs
 from runner.params import build_params, optional, parse_day_count, parse_uuid
 from runner.report_runs import Tables
 
@@ -42,7 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    run.add_argument("--tenant-id", required=True, metavar="UUID")
+    scope = run.add_mutually_exclusive_group(required=True)
+    scope.add_argument("--tenant-id", metavar="UUID")
+    scope.add_argument(
+        "--all-tenants",
+        action="store_true",
+        help="one run per tenant (one header each), computed in one dbt invocation",
+    )
     run.add_argument("--threshold-days", required=True, metavar="INT", help="stage limit in days")
     run.add_argument(
         "--cycle-threshold-days", metavar="INT", help="optional limit on days since creation"
@@ -106,8 +112,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.all_tenants and args.run_id:
+        raise BadInput("--run-id retries one run: it cannot go with --all-tenants")
     params = build_params(
-        tenant_id=args.tenant_id,
         threshold_days=args.threshold_days,
         cycle_threshold_days=args.cycle_threshold_days,
         period_start=args.period_start,
@@ -118,17 +125,26 @@ def cmd_run(args: argparse.Namespace) -> int:
         stage_id=args.stage_id,
     )
     run_id = optional(parse_uuid, "--run-id", args.run_id)
-    source_schema = (
-        _schema_name("--source-schema", args.source_schema) if args.source_schema else None
-    )
-    request = (
-        RunRequest(params, run_id, source_schema)
-        if run_id
-        else RunRequest(params, source_schema=source_schema)
-    )
+    source_schema = optional(_schema_name, "--source-schema", args.source_schema)
+    tables = Tables.from_environment()
+    if args.all_tenants:
+        with connect() as conn:
+            tenant_ids = report_runs.tenants(conn, source_schema or "dyno_crm")
+        if not tenant_ids:
+            raise BadInput("--all-tenants: the CRM has no tenant with a pipeline")
+        requests = [RunRequest(tenant, params) for tenant in tenant_ids]
+    else:
+        tenant_id = parse_uuid("--tenant-id", args.tenant_id)
+        requests = [
+            RunRequest(tenant_id, params, run_id) if run_id else RunRequest(tenant_id, params)
+        ]
     dbt = DbtSettings(profiles_dir=args.profiles_dir, target=args.target, verbose=args.verbose)
-    result = execute_run(request, dbt, Tables.from_environment())
-    print(render.to_json(result.as_json()) if args.json else result.run_id)
+    results = execute_runs(requests, dbt, tables, source_schema)
+    if args.json:
+        documents = [result.as_json() for result in results]
+        print(render.to_json(documents if args.all_tenants else documents[0]))
+    else:
+        print("\n".join(str(result.run_id) for result in results))
     return 0
 
 

@@ -1,5 +1,5 @@
-"""One report run, start to finish: header, dbt, status. No failure leaves a run IN_PROGRESS
-while the database can still be reached, nor facts under a FAILED run."""
+"""Report runs, start to finish: headers, one dbt invocation, statuses. No failure leaves a run
+IN_PROGRESS while the database can still be reached, nor facts under a FAILED run."""
 
 from __future__ import annotations
 
@@ -22,9 +22,9 @@ from runner.signals import interruption_reason, sigterm_interrupts
 
 @dataclass(frozen=True)
 class RunRequest:
+    tenant_id: UUID
     params: ReportParams
     run_id: UUID = field(default_factory=uuid4)
-    source_schema: str | None = None
 
 
 @dataclass(frozen=True)
@@ -66,68 +66,86 @@ def ensure_report_run(
         )
 
 
-def execute_run(request: RunRequest, dbt: dbt_invocation.DbtSettings, tables: Tables) -> RunResult:
+def execute_runs(
+    requests: list[RunRequest],
+    dbt: dbt_invocation.DbtSettings,
+    tables: Tables,
+    source_schema: str | None = None,
+) -> list[RunResult]:
+    """Open a header per request, compute them all in one dbt invocation, close them."""
     started = time.perf_counter()
     timings: dict[str, float] = {}
+    run_ids = [request.run_id for request in requests]
     conn = connect()
     try:
         ensure_report_run(conn, tables, dbt)
-        report_runs.claim(conn, request.run_id)
+        for run_id in run_ids:
+            report_runs.claim(conn, run_id)
         generated_at = datetime.now(UTC)
-        report_runs.open_run(conn, tables, request.run_id, request.params, generated_at)
+        with conn.transaction():
+            for request in requests:
+                report_runs.open_run(conn, tables, request, generated_at)
         timings["header_s"] = round(time.perf_counter() - started, 3)
         if dbt.verbose:
-            progress(f"run {request.run_id}: IN_PROGRESS, building {dbt_invocation.FACT_MODEL}")
-        fact_rows = _compute(conn, request, dbt, tables, timings)
+            progress(f"{len(run_ids)} run(s) IN_PROGRESS: {', '.join(map(str, run_ids))}")
+        fact_rows = _compute(conn, run_ids, dbt, tables, source_schema, timings)
     finally:
         conn.close()
     timings["total_s"] = round(time.perf_counter() - started, 3)
-    return RunResult(
-        run_id=request.run_id,
-        tenant_id=request.params.tenant_id,
-        generated_at=generated_at,
-        input_params=request.params.input_params(),
-        fact_rows=fact_rows,
-        timings=timings,
-    )
+    return [
+        RunResult(
+            run_id=request.run_id,
+            tenant_id=request.tenant_id,
+            generated_at=generated_at,
+            input_params=request.params.input_params(),
+            fact_rows=fact_rows[request.run_id],
+            timings=timings,
+        )
+        for request in requests
+    ]
 
 
 def _compute(
     conn: psycopg.Connection,
-    request: RunRequest,
+    run_ids: list[UUID],
     dbt: dbt_invocation.DbtSettings,
     tables: Tables,
+    source_schema: str | None,
     timings: dict[str, float],
-) -> int:
+) -> dict[UUID, int]:
     dbt_started = time.perf_counter()
     try:
         with sigterm_interrupts():
-            outcome = dbt_invocation.run_report(dbt, [request.run_id], request.source_schema)
+            outcome = dbt_invocation.run_report(dbt, run_ids, source_schema)
             timings["dbt_s"] = round(time.perf_counter() - dbt_started, 3)
             if not outcome.success:
-                raise RunFailed(request.run_id, outcome.message)
-            return report_runs.mark_succeeded(conn, tables, request.run_id)
+                raise RunFailed(_label(run_ids), outcome.message)
+            return report_runs.mark_succeeded(conn, tables, run_ids)
     except RunFailed as exc:
-        _fail(conn, tables, request.run_id, exc.reason)
+        _fail(conn, tables, run_ids, exc.reason)
         raise
     except KeyboardInterrupt as exc:
         reason = interruption_reason(exc)
-        _fail(conn, tables, request.run_id, reason)
-        raise RunFailed(request.run_id, reason) from None
+        _fail(conn, tables, run_ids, reason)
+        raise RunFailed(_label(run_ids), reason) from None
     except Exception as exc:
         reason = one_line(f"{type(exc).__name__}: {exc}")
-        _fail(conn, tables, request.run_id, reason)
-        raise RunFailed(request.run_id, reason) from exc
+        _fail(conn, tables, run_ids, reason)
+        raise RunFailed(_label(run_ids), reason) from exc
 
 
-def _fail(conn: psycopg.Connection, tables: Tables, run_id: UUID, reason: str) -> None:
-    """Mark the run FAILED, on a new connection when the run's own died with the failure."""
+def _label(run_ids: list[UUID]) -> str:
+    return str(run_ids[0]) if len(run_ids) == 1 else f"batch of {len(run_ids)} runs"
+
+
+def _fail(conn: psycopg.Connection, tables: Tables, run_ids: list[UUID], reason: str) -> None:
+    """Mark the runs FAILED, on a new connection when the runs' own died with the failure."""
     if conn.closed or conn.broken:
         conn = connect()
     else:
         conn.rollback()
     try:
-        report_runs.mark_failed(conn, tables, [run_id], reason)
+        report_runs.mark_failed(conn, tables, run_ids, reason)
     except psycopg.OperationalError:
         with connect() as fresh:
-            report_runs.mark_failed(fresh, tables, [run_id], reason)
+            report_runs.mark_failed(fresh, tables, run_ids, reason)

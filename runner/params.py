@@ -18,7 +18,8 @@ MAX_DAYS = 2_147_483_647
 
 @dataclass(frozen=True)
 class ReportParams:
-    tenant_id: UUID
+    """What a run computes; which tenant it computes it for is the run's own (RunRequest)."""
+
     threshold_days: int
     cycle_threshold_days: int | None = None
     period_start: datetime | None = None
@@ -86,7 +87,6 @@ def parse_principal_type(option: str, text: str) -> str:
 
 def build_params(
     *,
-    tenant_id: str,
     threshold_days: str,
     cycle_threshold_days: str | None = None,
     period_start: str | None = None,
@@ -98,7 +98,6 @@ def build_params(
 ) -> ReportParams:
     """Validate the command-line values of a run; raises BadInput naming the first bad one."""
     params = ReportParams(
-        tenant_id=parse_uuid("--tenant-id", tenant_id),
         threshold_days=parse_day_count("--threshold-days", threshold_days),
         cycle_threshold_days=optional(
             parse_day_count, "--cycle-threshold-days", cycle_threshold_days

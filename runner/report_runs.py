@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import psycopg
@@ -14,8 +14,10 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+if TYPE_CHECKING:
+    from runner.execute import RunRequest
+
 from runner.errors import BadInput
-from runner.params import ReportParams
 
 REPORT_TYPE = "deal_aging"
 # The columns the runner relies on; when any is missing, the dbt macro completes the table.
@@ -86,12 +88,13 @@ def claim(conn: psycopg.Connection, run_id: UUID) -> None:
 def open_run(
     conn: psycopg.Connection,
     tables: Tables,
-    run_id: UUID,
-    params: ReportParams,
+    request: RunRequest,
     generated_at: datetime,
 ) -> None:
-    """Write the IN_PROGRESS header and commit it, so monitoring sees the run while it works.
-    An existing header (a retry) must be a deal_aging run of the same tenant; it starts afresh."""
+    """Write the IN_PROGRESS header (the caller commits it, so monitoring sees the run while it
+    works). An existing header (a retry) must be a deal_aging run of the same tenant; it starts
+    afresh."""
+    run_id, params = request.run_id, request.params
     with conn.transaction():
         existing = conn.execute(
             sql.SQL("select report_type, tenant_id from {} where run_id = %s for update").format(
@@ -99,14 +102,14 @@ def open_run(
             ),
             (run_id,),
         ).fetchone()
-        if existing and existing != (REPORT_TYPE, params.tenant_id):
+        if existing and existing != (REPORT_TYPE, request.tenant_id):
             raise BadInput(
                 f"--run-id {run_id}: that run is a {existing[0]} run of tenant {existing[1]},"
-                f" not a {REPORT_TYPE} run of tenant {params.tenant_id}"
+                f" not a {REPORT_TYPE} run of tenant {request.tenant_id}"
             )
         values = {
             "run_id": run_id,
-            "tenant_id": params.tenant_id,
+            "tenant_id": request.tenant_id,
             "report_type": REPORT_TYPE,
             "generated_at": generated_at,
             "period_start": params.period_start,
@@ -127,17 +130,27 @@ def open_run(
         conn.execute(sql.SQL(statement).format(tables.report_run), values)
 
 
-def mark_succeeded(conn: psycopg.Connection, tables: Tables, run_id: UUID) -> int:
-    """Flip the header to SUCCEEDED; returns the run's fact row count."""
+def mark_succeeded(
+    conn: psycopg.Connection, tables: Tables, run_ids: list[UUID]
+) -> dict[UUID, int]:
+    """Flip the headers to SUCCEEDED; returns each run's fact row count."""
     with conn.transaction():
         conn.execute(
             sql.SQL(
                 "update {} set status = 'SUCCEEDED', finished_at = clock_timestamp(),"
-                " error_message = null where run_id = %s"
+                " error_message = null where run_id = any(%s)"
             ).format(tables.report_run),
-            (run_id,),
+            (run_ids,),
         )
-        return fact_row_count(conn, tables, run_id)
+        counts = dict(
+            conn.execute(
+                sql.SQL(
+                    "select run_id, count(*) from {} where run_id = any(%s) group by run_id"
+                ).format(tables.fact),
+                (run_ids,),
+            ).fetchall()
+        )
+    return {run_id: counts.get(run_id, 0) for run_id in run_ids}
 
 
 def mark_failed(conn: psycopg.Connection, tables: Tables, run_ids: list[UUID], reason: str) -> None:
@@ -155,18 +168,22 @@ def mark_failed(conn: psycopg.Connection, tables: Tables, run_ids: list[UUID], r
         )
 
 
-def fact_row_count(conn: psycopg.Connection, tables: Tables, run_id: UUID) -> int:
-    if not table_exists(conn, tables, "report_deal_aging_fact"):
-        return 0
-    return conn.execute(
-        sql.SQL("select count(*) from {} where run_id = %s").format(tables.fact), (run_id,)
-    ).fetchone()[0]
-
-
 def table_exists(conn: psycopg.Connection, tables: Tables, table: str) -> bool:
     return conn.execute(
         "select to_regclass(%s) is not null", (f'"{tables.schema}"."{table}"',)
     ).fetchone()[0]
+
+
+def tenants(conn: psycopg.Connection, source_schema: str) -> list[UUID]:
+    """Every tenant with a pipeline: the tenants the analysts' dbt path reports on too."""
+    return [
+        tenant_id
+        for (tenant_id,) in conn.execute(
+            sql.SQL("select distinct tenant_id from {} order by tenant_id").format(
+                Tables(source_schema).ident("pipeline")
+            )
+        )
+    ]
 
 
 def sweep(conn: psycopg.Connection, tables: Tables, older_than_minutes: int) -> list[UUID]:

@@ -426,3 +426,25 @@ def test_list_and_show(database_env, db, ids, report_ready):
 
     missing = run_runner(database_env, "show", str(uuid.uuid4()))
     assert missing.returncode == 2 and len(missing.stderr.splitlines()) == 1
+
+
+def test_all_tenants_opens_a_run_per_tenant_in_one_dbt_invocation(
+    database_env, db, ids, report_ready
+):
+    done = run_runner(database_env, "run", "--all-tenants", "--threshold-days", "30", "--json")
+
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout)
+    assert sorted(r["tenant_id"] for r in results) == sorted(ids.tenants)
+    runs = [header(db, r["run_id"]) for r in results]
+    assert len({run["dbt_invocation_id"] for run in runs}) == 1
+    for result, run in zip(results, runs, strict=True):
+        assert run["status"] == "SUCCEEDED"
+        assert len(assert_run_matches_oracle(db, run)) == result["fact_rows"]
+
+
+def test_all_tenants_with_a_run_id_is_bad_input(database_env, ids):
+    done = run_runner(
+        database_env, "run", "--all-tenants", "--threshold-days", "3", "--run-id", str(uuid.uuid4())
+    )
+    assert done.returncode == 2 and "--all-tenants" in done.stderr
