@@ -80,6 +80,17 @@
 {% endmacro %}
 
 
+{% macro deal_aging_breakdown(name, value) %}
+    {% if value is none or value == '' %}
+        {{ return(none) }}
+    {% endif %}
+    {% if value is not string or (value | lower) != 'owner' %}
+        {% do deal_aging_invalid_var(name, 'owner (or nothing)', value) %}
+    {% endif %}
+    {{ return('owner') }}
+{% endmacro %}
+
+
 {% macro deal_aging_schema_name(name, value) %}
     {% if value is not string or not modules.re.fullmatch('[A-Za-z_][A-Za-z0-9_]{0,62}', value) %}
         {% do deal_aging_invalid_var(name, 'a plain schema name (letters, digits, underscores)', value) %}
@@ -103,6 +114,7 @@
         'stage_id': deal_aging_uuid('stage_id', var('stage_id')),
         'principal_type': deal_aging_principal_type('principal_type', var('principal_type')),
         'principal_id': deal_aging_uuid('principal_id', var('principal_id')),
+        'breakdown': deal_aging_breakdown('breakdown', var('breakdown')),
     } %}
     {% do deal_aging_schema_name('source_schema', var('source_schema')) %}
     {% if params.threshold_days is none %}
@@ -111,6 +123,11 @@
     {% if (params.principal_type is none) != (params.principal_id is none) %}
         {{ exceptions.raise_compiler_error(
             "Invalid vars principal_type and principal_id: give both (USER or GROUP, and a UUID) or neither."
+        ) }}
+    {% endif %}
+    {% if params.breakdown is not none and params.principal_type is not none %}
+        {{ exceptions.raise_compiler_error(
+            "Invalid vars breakdown and principal_type: a breakdown by owner fills the principal columns itself; give one or the other."
         ) }}
     {% endif %}
     {% if params.period_start is not none and params.period_end is not none

@@ -18,6 +18,12 @@
 {% endmacro %}
 
 
+{# The tables that hold a run's rows under its run_id; a FAILED run keeps none. #}
+{% macro deal_aging_run_keyed_tables() %}
+    {{ return(['report_deal_aging_fact', 'report_deal_aging_deal']) }}
+{% endmacro %}
+
+
 {% macro deal_aging_runs_of_this_invocation() %}
     dbt_invocation_id = '{{ invocation_id }}'::uuid
 {% endmacro %}
@@ -61,7 +67,7 @@
     {% else %}
         {% set input_params = {} %}
         {% for name in ['threshold_days', 'cycle_threshold_days', 'period_start', 'period_end',
-                        'pipeline_id', 'principal_type', 'principal_id', 'stage_id'] %}
+                        'pipeline_id', 'principal_type', 'principal_id', 'stage_id', 'breakdown'] %}
             {% set value = params[name] %}
             {% do input_params.update({name: value.isoformat() if value is not none and value.isoformat is defined else value}) %}
         {% endfor %}
@@ -115,15 +121,16 @@
         {% do failures.append(result.node.name ~ ': ' ~ (result.message or result.status)) %}
     {% endfor %}
     {% set report_run = deal_aging_report_run_relation() %}
-    {% set fact = adapter.get_relation(database=target.database, schema=target.schema,
-                                       identifier='report_deal_aging_fact') %}
     {% call statement('deal_aging_close_runs') %}
-        {% if failures and fact is not none %}
-        delete from {{ fact }}
+        {% for identifier in deal_aging_run_keyed_tables() if failures %}
+        {% set table = adapter.get_relation(database=target.database, schema=target.schema, identifier=identifier) %}
+        {% if table is not none %}
+        delete from {{ table }}
         where run_id in (
             select run_id from {{ report_run }} where {{ deal_aging_runs_of_this_invocation() }}
         );
         {% endif %}
+        {% endfor %}
         update {{ report_run }}
         set
             status = '{{ "FAILED" if failures else "SUCCEEDED" }}',
@@ -139,10 +146,10 @@
 
 {#
     delete+insert only deletes the run_ids present among the new rows, so a rerun that now finds
-    no open deals would keep its old facts. Deleting by the invocation's runs first makes a rerun
+    no open deals would keep its old rows. Deleting by the invocation's runs first makes a rerun
     replace exactly its own rows, whatever it finds; it runs in the model's transaction.
 #}
-{% macro deal_aging_delete_facts_of_this_invocation() %}
+{% macro deal_aging_delete_rows_of_this_invocation() %}
     {% if is_incremental() %}
         delete from {{ this }}
         where run_id in (

@@ -64,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--principal-type", metavar="USER|GROUP")
     run.add_argument("--principal-id", metavar="UUID")
     run.add_argument(
+        "--breakdown",
+        metavar="owner",
+        help="fact rows per pipeline, stage and owning user",
+    )
+    run.add_argument(
         "--run-id", metavar="UUID", help="retry an earlier run: its facts are replaced"
     )
     run.add_argument(
@@ -83,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     show = commands.add_parser("show", help="show one run and its report")
     show.add_argument("run_id", metavar="RUN_ID")
     show.add_argument("--source-schema", default="dyno_crm", metavar="NAME")
+    show.add_argument("--deals", action="store_true", help="list the at-risk deals, worst first")
     show.add_argument("--json", action="store_true")
 
     sweep = commands.add_parser(
@@ -123,6 +129,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         principal_type=args.principal_type,
         principal_id=args.principal_id,
         stage_id=args.stage_id,
+        breakdown=args.breakdown,
     )
     run_id = optional(parse_uuid, "--run-id", args.run_id)
     source_schema = optional(_schema_name, "--source-schema", args.source_schema)
@@ -166,12 +173,18 @@ def cmd_show(args: argparse.Namespace) -> int:
         if run is None:
             raise BadInput(f"RUN_ID: no report run {run_id} in {tables.schema}.report_run")
         facts = report_runs.run_facts(conn, tables, source_schema, run_id)
+        deals = report_runs.run_deals(conn, tables, source_schema, run_id) if args.deals else None
     if args.json:
-        print(render.to_json({"run": run, "facts": facts}))
-    else:
-        print(render.run_header(run))
+        print(
+            render.to_json({"run": run, "facts": facts} | ({"deals": deals} if args.deals else {}))
+        )
+        return 0
+    print(render.run_header(run))
+    print()
+    print(render.facts_table(facts) if facts else "(no open deals in scope: no fact rows)")
+    if deals is not None:
         print()
-        print(render.facts_table(facts) if facts else "(no open deals in scope: no fact rows)")
+        print(render.deals_table(deals) if deals else "(no deal at risk)")
     return 0
 
 

@@ -17,7 +17,8 @@ from runner.signals import interruption_reason
 if TYPE_CHECKING:
     from dbt.cli.main import dbtRunnerResult
 
-FACT_MODEL = "report_deal_aging_fact"
+# The models a report run builds (the fact and the deal list); their ephemeral parents compile in.
+REPORT_RUN_SELECTOR = "tag:report_run"
 # Read by the on-run-start hook at execution time only, so a new value never makes dbt re-parse
 # the project (a changed --vars would: see ../shared/notes/dbt-fixed-cost.md).
 RUN_IDS_ENV = "DEAL_AGING_RUN_IDS"
@@ -57,8 +58,8 @@ class DbtOutcome:
 
 
 def run_report(settings: DbtSettings, run_ids: list[UUID], source_schema: str | None) -> DbtOutcome:
-    """Build the fact model (its ephemeral parents compile into it) for runs whose headers exist."""
-    args = ["run", "--select", FACT_MODEL, "--no-write-json", *settings.common_args()]
+    """Build the report models for runs whose headers exist."""
+    args = ["run", "--select", REPORT_RUN_SELECTOR, "--no-write-json", *settings.common_args()]
     if source_schema:
         args += ["--vars", f"{{source_schema: {source_schema}}}"]
     with _environment(RUN_IDS_ENV, ",".join(str(run_id) for run_id in run_ids)):

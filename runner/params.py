@@ -12,6 +12,7 @@ from runner.errors import BadInput
 
 T = TypeVar("T")
 PRINCIPAL_TYPES = ("USER", "GROUP")
+BREAKDOWNS = ("owner",)
 # PostgreSQL's largest integer: the header and the fact table store day counts as integer.
 MAX_DAYS = 2_147_483_647
 
@@ -28,6 +29,7 @@ class ReportParams:
     principal_type: str | None = None
     principal_id: UUID | None = None
     stage_id: UUID | None = None
+    breakdown: str | None = None
 
     def input_params(self) -> dict[str, Any]:
         """The header's input_params: the seed design's keys, in the form dbt's hook writes."""
@@ -40,6 +42,7 @@ class ReportParams:
             "principal_type": self.principal_type,
             "principal_id": _text(self.principal_id),
             "stage_id": _text(self.stage_id),
+            "breakdown": self.breakdown,
         }
 
 
@@ -85,6 +88,12 @@ def parse_principal_type(option: str, text: str) -> str:
     return text.upper()
 
 
+def parse_breakdown(option: str, text: str) -> str:
+    if text.lower() not in BREAKDOWNS:
+        raise BadInput(f"{option}: expected owner, got {text!r}")
+    return text.lower()
+
+
 def build_params(
     *,
     threshold_days: str,
@@ -95,6 +104,7 @@ def build_params(
     principal_type: str | None = None,
     principal_id: str | None = None,
     stage_id: str | None = None,
+    breakdown: str | None = None,
 ) -> ReportParams:
     """Validate the command-line values of a run; raises BadInput naming the first bad one."""
     params = ReportParams(
@@ -108,9 +118,15 @@ def build_params(
         principal_type=optional(parse_principal_type, "--principal-type", principal_type),
         principal_id=optional(parse_uuid, "--principal-id", principal_id),
         stage_id=optional(parse_uuid, "--stage-id", stage_id),
+        breakdown=optional(parse_breakdown, "--breakdown", breakdown),
     )
     if (params.principal_type is None) != (params.principal_id is None):
         raise BadInput("--principal-type and --principal-id: give both or neither")
+    if params.breakdown and params.principal_type:
+        raise BadInput(
+            "--breakdown owner and --principal-type: the breakdown fills the principal columns"
+            " itself; give one or the other"
+        )
     if params.period_start and params.period_end and params.period_start >= params.period_end:
         raise BadInput(
             f"--period-start ({params.period_start.isoformat()}) must be before"

@@ -140,3 +140,32 @@ def run_header(run: dict[str, Any]) -> str:
     if run["error_message"]:
         lines.append(f"error      {run['error_message']}")
     return "\n".join(lines)
+
+
+def deals_table(deals: Sequence[dict[str, Any]]) -> str:
+    headers = [
+        "deal",
+        "pipeline",
+        "stage",
+        "amount",
+        "days in stage",
+        "days open",
+        "limit",
+        "why",
+        "owner",
+    ]
+    rows = [
+        [
+            d["deal_name"],
+            d["pipeline_name"] or d["pipeline_id"],
+            d["stage_name"] or d["stage_id"],
+            d["amount"],
+            d["days_in_stage"],
+            d["days_in_cycle"],
+            d["threshold_days"],
+            d["at_risk_reason"],
+            d["owned_by_user_id"],
+        ]
+        for d in deals
+    ]
+    return table(headers, rows, right={3, 4, 5, 6})

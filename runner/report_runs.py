@@ -59,6 +59,14 @@ class Tables:
     def fact(self) -> sql.Composed:
         return self.ident("report_deal_aging_fact")
 
+    @property
+    def deal_list(self) -> sql.Composed:
+        return self.ident("report_deal_aging_deal")
+
+
+# The tables holding a run's rows under its run_id (the dbt macro deal_aging_run_keyed_tables).
+RUN_KEYED_TABLES = ("report_deal_aging_fact", "report_deal_aging_deal")
+
 
 def report_run_is_ready(conn: psycopg.Connection, tables: Tables) -> bool:
     columns = conn.execute(
@@ -154,11 +162,14 @@ def mark_succeeded(
 
 
 def mark_failed(conn: psycopg.Connection, tables: Tables, run_ids: list[UUID], reason: str) -> None:
-    """FAILED with the reason, and no facts left behind, in one transaction."""
+    """FAILED with the reason, and no rows left behind, in one transaction."""
     with conn.transaction():
-        conn.execute(
-            sql.SQL("delete from {} where run_id = any(%s)").format(tables.fact), (run_ids,)
-        )
+        for table in RUN_KEYED_TABLES:
+            if table_exists(conn, tables, table):
+                conn.execute(
+                    sql.SQL("delete from {} where run_id = any(%s)").format(tables.ident(table)),
+                    (run_ids,),
+                )
         conn.execute(
             sql.SQL(
                 "update {} set status = 'FAILED', finished_at = clock_timestamp(),"
@@ -269,5 +280,28 @@ def run_facts(
                 " order by p.name, f.pipeline_id, s.display_order, s.name, f.stage_id,"
                 " f.principal_type, f.principal_id"
             ).format(tables.fact, crm.ident("pipeline"), crm.ident("pipeline_stage")),
+            (run_id,),
+        ).fetchall()
+
+
+def run_deals(
+    conn: psycopg.Connection, tables: Tables, source_schema: str, run_id: UUID
+) -> list[dict[str, Any]]:
+    """The run's at-risk deals, worst first: furthest past the limit that applies to them."""
+    if not table_exists(conn, tables, "report_deal_aging_deal"):
+        return []
+    crm = Tables(source_schema)
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            sql.SQL(
+                "select d.*, p.name as pipeline_name, s.name as stage_name,"
+                " greatest(d.days_in_stage - d.threshold_days,"
+                " d.days_in_cycle - d.cycle_threshold_days) as days_past_limit"
+                " from {} d"
+                " left join {} p on p.id = d.pipeline_id and p.tenant_id = d.tenant_id"
+                " left join {} s on s.id = d.stage_id and s.tenant_id = d.tenant_id"
+                " where d.run_id = %s"
+                " order by days_past_limit desc, d.amount desc nulls last, d.deal_id"
+            ).format(tables.deal_list, crm.ident("pipeline"), crm.ident("pipeline_stage")),
             (run_id,),
         ).fetchall()

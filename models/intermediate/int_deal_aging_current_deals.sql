@@ -24,17 +24,27 @@ deals as (
 
 ),
 
+stage_thresholds as (
+
+    select * from {{ ref('stg_reporting__stage_thresholds') }}
+
+),
+
 open_deals_in_scope as (
 
     select
         runs.run_id,
         runs.tenant_id,
-        runs.threshold_days,
         runs.cycle_threshold_days,
-        runs.principal_type,
-        runs.principal_id,
         runs.as_of_ts,
+        -- A stage's own limit, where the optional table has one, replaces the run's threshold.
+        coalesce(stage_thresholds.threshold_days, runs.threshold_days) as threshold_days,
+        -- The fact row's principal: the run's filter, or with the owner breakdown the deal's
+        -- owning user (null for deals without one, which get a row of their own).
+        case when runs.breakdown = 'owner' then 'USER' else runs.principal_type end as principal_type,
+        case when runs.breakdown = 'owner' then deals.owned_by_user_id else runs.principal_id end as principal_id,
         deals.deal_id,
+        deals.deal_name,
         deals.pipeline_id,
         deals.amount,
         deals.deal_created_at,
@@ -61,6 +71,11 @@ open_deals_in_scope as (
         on
             deal_stage_states.deal_id = deals.deal_id
             and deal_stage_states.tenant_id = deals.tenant_id
+
+    left join stage_thresholds
+        on
+            deal_stage_states.pipeline_stage_id = stage_thresholds.pipeline_stage_id
+            and deal_stage_states.tenant_id = stage_thresholds.tenant_id
 
     where
         deal_stage_states.is_current
@@ -112,6 +127,7 @@ final as (
         run_id,
         tenant_id,
         deal_id,
+        deal_name,
         pipeline_id,
         stage_id,
         principal_type,

@@ -19,6 +19,7 @@ runs_of_this_invocation as (
         principal_type,
         principal_id,
         stage_id,
+        breakdown,
         generated_at
 
     from report_runs

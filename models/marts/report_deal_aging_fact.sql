@@ -9,7 +9,8 @@
             {'columns': ['tenant_id', 'pipeline_id']},
             {'columns': ['tenant_id', 'principal_type', 'principal_id']},
         ],
-        pre_hook="{{ deal_aging_delete_facts_of_this_invocation() }}",
+        pre_hook="{{ deal_aging_delete_rows_of_this_invocation() }}",
+        tags=['report_run'],
     )
 }}
 

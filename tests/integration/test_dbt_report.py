@@ -130,6 +130,7 @@ def test_header_records_parameters_and_period(dbt, db, ids):
         "principal_type": "GROUP",
         "principal_id": ids.owner_group_id,
         "stage_id": None,
+        "breakdown": None,
     }
     assert run["period_start"].isoformat() == "2026-01-01T00:00:00+00:00"
     assert (
@@ -270,6 +271,11 @@ BAD_VARS = {
     "run_id": ({"run_id": "1 or 1=1"}, "Invalid var run_id"),
     "unknown run_id": ({"run_id": str(uuid.uuid4())}, "has no deal_aging header"),
     "source schema": ({"source_schema": 'crm"; drop'}, "Invalid var source_schema"),
+    "breakdown": ({"breakdown": "region"}, "Invalid var breakdown"),
+    "breakdown with a principal": (
+        {"breakdown": "owner", "principal_type": "USER", "principal_id": str(uuid.uuid4())},
+        "breakdown and principal_type",
+    ),
 }
 
 

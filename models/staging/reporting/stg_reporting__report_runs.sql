@@ -24,7 +24,8 @@ renamed as (
         cast(input_params ->> 'pipeline_id' as uuid) as pipeline_id,
         cast(input_params ->> 'stage_id' as uuid) as stage_id,
         cast(input_params ->> 'principal_type' as varchar(5)) as principal_type,
-        cast(input_params ->> 'principal_id' as uuid) as principal_id
+        cast(input_params ->> 'principal_id' as uuid) as principal_id,
+        cast(input_params ->> 'breakdown' as varchar(16)) as breakdown
 
     from source
 

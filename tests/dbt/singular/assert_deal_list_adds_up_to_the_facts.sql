@@ -1,0 +1,90 @@
+with
+
+facts as (
+
+    select * from {{ ref('report_deal_aging_fact') }}
+
+),
+
+deals as (
+
+    select * from {{ ref('report_deal_aging_deal') }}
+
+),
+
+deals_per_fact_row as (
+
+    select
+        run_id,
+        pipeline_id,
+        stage_id,
+        principal_type,
+        principal_id,
+        count(*) as at_risk_deal_count,
+        sum(coalesce(amount, 0)) as at_risk_amount
+
+    from deals
+
+    group by
+        run_id,
+        pipeline_id,
+        stage_id,
+        principal_type,
+        principal_id
+
+),
+
+-- Runs computed before the deal list existed have no deal rows at all; they are not compared.
+listed_runs as (
+
+    select distinct run_id from deals
+
+),
+
+at_risk_fact_rows as (
+
+    select
+        run_id,
+        pipeline_id,
+        stage_id,
+        principal_type,
+        principal_id,
+        at_risk_deal_count,
+        at_risk_amount
+
+    from facts
+
+    where
+        at_risk_deal_count > 0
+        and run_id in (select listed_runs.run_id from listed_runs)
+
+),
+
+mismatches as (
+
+    select
+        coalesce(at_risk_fact_rows.run_id, deals_per_fact_row.run_id) as run_id,
+        coalesce(at_risk_fact_rows.pipeline_id, deals_per_fact_row.pipeline_id) as pipeline_id,
+        coalesce(at_risk_fact_rows.stage_id, deals_per_fact_row.stage_id) as stage_id,
+        at_risk_fact_rows.at_risk_deal_count as fact_count,
+        deals_per_fact_row.at_risk_deal_count as deal_list_count,
+        at_risk_fact_rows.at_risk_amount as fact_amount,
+        deals_per_fact_row.at_risk_amount as deal_list_amount
+
+    from at_risk_fact_rows
+
+    full outer join deals_per_fact_row
+        on
+            at_risk_fact_rows.run_id = deals_per_fact_row.run_id
+            and at_risk_fact_rows.pipeline_id = deals_per_fact_row.pipeline_id
+            and at_risk_fact_rows.stage_id = deals_per_fact_row.stage_id
+            and at_risk_fact_rows.principal_type is not distinct from deals_per_fact_row.principal_type
+            and at_risk_fact_rows.principal_id is not distinct from deals_per_fact_row.principal_id
+
+    where
+        at_risk_fact_rows.at_risk_deal_count is distinct from deals_per_fact_row.at_risk_deal_count
+        or at_risk_fact_rows.at_risk_amount is distinct from deals_per_fact_row.at_risk_amount
+
+)
+
+select * from mismatches
