@@ -173,3 +173,25 @@ def test_owner_breakdown_splits_each_stage_by_owning_user(dbt, db, ids):
         db.execute(totals.format(FACT_TABLE), (by_owner["run_id"],)).fetchall()
         == db.execute(totals.format(FACT_TABLE), (plain["run_id"],)).fetchall()
     )
+
+
+def test_trend_compares_each_run_with_the_previous_run_of_the_same_parameters(dbt, db, ids):
+    same = {"tenant_id": ids.tenants[2], "threshold_days": 11, "period_end": "2026-10-01T00:00:00Z"}
+    first = one_run(dbt, db, same)
+    other = one_run(dbt, db, same | {"threshold_days": 12})
+    second = one_run(dbt, db, same)
+    assert dbt.invoke("run", "--select", "report_deal_aging_trend").success
+
+    trend = db.execute(
+        "select run_id, previous_run_id, at_risk_deal_count_change, at_risk_amount_change"
+        " from dyno_crm.report_deal_aging_trend where run_id = any(%s)",
+        ([first["run_id"], other["run_id"], second["run_id"]],),
+    ).fetchall()
+
+    by_run: dict = {}
+    for run_id, previous, count_change, amount_change in trend:
+        by_run.setdefault(run_id, set()).add((previous, count_change, amount_change))
+    # The same parameters and the same as-of instant: the second run changes nothing.
+    assert by_run[second["run_id"]] == {(first["run_id"], 0, 0)}
+    assert {previous for previous, _, _ in by_run[other["run_id"]]} != {first["run_id"]}
+    assert len(trend) == 3 * len(fact_rows(db, first["run_id"]))

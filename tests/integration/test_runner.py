@@ -137,6 +137,20 @@ BAD_INPUT = {
     ),
     "run id": (["--threshold-days", "3", "--run-id", "nope"], "--run-id"),
     "source schema": (["--threshold-days", "3", "--source-schema", "a;b"], "--source-schema"),
+    "breakdown": (["--threshold-days", "3", "--breakdown", "region"], "--breakdown"),
+    "breakdown with a principal": (
+        [
+            "--threshold-days",
+            "3",
+            "--breakdown",
+            "owner",
+            "--principal-type",
+            "USER",
+            "--principal-id",
+            str(uuid.uuid4()),
+        ],
+        "--breakdown owner and --principal-type",
+    ),
 }
 
 
