@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import itertools
 import math
 import random
 import re
@@ -167,6 +168,8 @@ _COMPANY_SUFFIXES = (
     "Analytics",
     "Robotics",
 )
+
+_COMPANIES = tuple(f"{stem} {suffix}" for stem in _COMPANY_STEMS for suffix in _COMPANY_SUFFIXES)
 
 
 @dataclass(frozen=True)
@@ -526,10 +529,9 @@ class _DealGenerator:
         self._tenant = str(plan.tenant_id)
         self._users = [str(u) for u in plan.user_ids]
         self._groups = [str(g) for g in plan.group_ids]
-        self._companies = [f"{s} {x}" for s in _COMPANY_STEMS for x in _COMPANY_SUFFIXES]
         total_weight = sum(p.deal_weight for p in plan.pipelines)
         self._pipeline_cumulative = list(
-            _cumulative([p.deal_weight / total_weight for p in plan.pipelines])
+            itertools.accumulate(p.deal_weight / total_weight for p in plan.pipelines)
         )
 
     def chunks(self) -> Iterator[_Chunk]:
@@ -624,7 +626,7 @@ class _DealGenerator:
         self, deal_id: str, pipeline: _Pipeline, created_us: int, null_amount: bool
     ) -> str:
         users, groups = self._users, self._groups
-        name = f"{self._pick(self._companies)}{_NAME_DASH}{self._pick(pipeline.deal_labels)}"
+        name = f"{self._pick(_COMPANIES)}{_NAME_DASH}{self._pick(pipeline.deal_labels)}"
         amount = _NULL if null_amount else self._amount(pipeline)
         owner_user = self._maybe(_OWNER_USER_ODDS, users)
         owner_group = self._maybe(
@@ -673,13 +675,6 @@ class _DealGenerator:
             exited, flag = (_NULL, "t") if still_current else (texts[k + 1], "f")
             row_id = _uuid4_text(getrandbits(128))
             lines.append(f"{row_id}{owner}{stages[k]}\t{texts[k]}\t{exited}\t{flag}\n")
-
-
-def _cumulative(values: Sequence[float]) -> Iterator[float]:
-    total = 0.0
-    for value in values:
-        total += value
-        yield total
 
 
 @dataclass(frozen=True)
@@ -930,6 +925,12 @@ def main(argv: list[str] | None = None) -> int:
         big_tenant_share=args.big_tenant_share,
         as_of=args.as_of,
     )
+    try:
+        _validate_spec(spec)
+        _validate_schema_name(args.schema)
+    except ValueError as error:
+        print(f"python -m runner.demo_data: {error}", file=sys.stderr)
+        return 2
     with psycopg.connect("") as conn:
         create_source_schema(conn, args.schema)
         summary = load_dataset(

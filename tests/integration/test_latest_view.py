@@ -148,8 +148,8 @@ def _add_run(
             f"insert into {REPORT_RUN_TABLE}"
             " (run_id, tenant_id, report_type, generated_at, input_params, status, finished_at)"
             " values (%(run_id)s, %(tenant_id)s, 'deal_aging', now() + make_interval(hours => %(hours)s),"
-            " '{\"threshold_days\": 30}', %(status)s,"
-            " case when %(status)s = 'IN_PROGRESS' then null else now() end)",
+            " '{\"threshold_days\": 30}', %(status)s::text,"
+            " case when %(status)s::text = 'IN_PROGRESS' then null else now() end)",
             {"run_id": run_id, "tenant_id": tenant_id, "hours": hours_from_now, "status": status},
         )
         if facts_of is not None:
