@@ -3,10 +3,18 @@
     definition: the on-run-start hook and the runner (through `dbt run-operation`) both use it.
     It is created only when missing; when another report created it first, only the columns this
     project needs and the table lacks are added. Nothing here drops or rewrites it.
+
+    Statuses: QUEUED (a request waiting for a worker, see `python -m runner submit`), IN_PROGRESS,
+    SUCCEEDED, FAILED. Readers that only know the last three lose nothing: a QUEUED run has no rows.
 #}
 
 {% macro deal_aging_report_run_relation() %}
     {{ return(api.Relation.create(database=target.database, schema=target.schema, identifier='report_run')) }}
+{% endmacro %}
+
+
+{% macro deal_aging_run_statuses() %}
+    {{ return(['QUEUED', 'IN_PROGRESS', 'SUCCEEDED', 'FAILED']) }}
 {% endmacro %}
 
 
@@ -17,19 +25,33 @@
         'finished_at': 'timestamptz',
         'error_message': 'text',
         'dbt_invocation_id': 'uuid',
+        'attempts': 'integer',
     } %}
+    {% set status_check -%}
+        check (status in ({% for status in deal_aging_run_statuses() %}'{{ status }}'{{ ', ' if not loop.last }}{% endfor %}))
+    {%- endset %}
     {% set catalog_query %}
-        select column_name
+        select column_name, null as constraint_definition
         from information_schema.columns
         where table_schema = '{{ relation.schema }}'
           and table_name = '{{ relation.identifier }}'
+        union all
+        select null, pg_get_constraintdef(oid)
+        from pg_constraint
+        where conname = 'ck_report_run_status'
+          and conrelid = to_regclass('{{ relation.render() | replace("'", "''") }}')
     {% endset %}
-    {% set existing = run_query(catalog_query).columns[0].values() | list %}
+    {% set catalog = run_query(catalog_query) %}
+    {% set existing = catalog.columns[0].values() | reject('none') | list %}
+    {% set status_checks = catalog.columns[1].values() | reject('none') | list %}
     {% set missing = [] %}
     {% for column in optional_columns if column not in existing %}
         {% do missing.append(column) %}
     {% endfor %}
-    {% if existing and not missing %}
+    {# Our own status check, created by an earlier version without QUEUED, is widened; a table
+       another report created keeps whatever checks it has. #}
+    {% set outdated_check = status_checks and 'QUEUED' not in status_checks[0] %}
+    {% if existing and not missing and not outdated_check %}
         {{ return(false) }}
     {% endif %}
 
@@ -47,8 +69,7 @@
             period_start timestamptz,
             period_end timestamptz,
             input_params jsonb not null default '{}'::jsonb,
-            status varchar(20) not null
-                constraint ck_report_run_status check (status in ('IN_PROGRESS', 'SUCCEEDED', 'FAILED')),
+            status varchar(20) not null constraint ck_report_run_status {{ status_check }},
             {% for column, data_type in optional_columns.items() %}
             {{ column }} {{ data_type }}{{ ',' if not loop.last }}
             {% endfor %}
@@ -58,6 +79,14 @@
         alter table {{ relation }} add column if not exists {{ column }} {{ data_type }};
         {% endfor %}
 
+        {% if outdated_check %}
+        -- NOT VALID, then VALIDATE: the old statuses are a subset, and validating this way does not
+        -- block writers while it reads the table.
+        alter table {{ relation }} drop constraint ck_report_run_status;
+        alter table {{ relation }} add constraint ck_report_run_status {{ status_check }} not valid;
+        alter table {{ relation }} validate constraint ck_report_run_status;
+        {% endif %}
+
         -- Finds the runs of one dbt invocation without reading the other reports' headers.
         create index if not exists ix_report_run_dbt_invocation
             on {{ relation }} (dbt_invocation_id)
@@ -66,6 +95,11 @@
         -- The latest runs of a tenant, for `runner list` and the latest-run view.
         create index if not exists ix_report_run_tenant_generated
             on {{ relation }} (tenant_id, report_type, generated_at desc);
+
+        -- The queue of requests, oldest first, for the workers.
+        create index if not exists ix_report_run_queued
+            on {{ relation }} (report_type, generated_at)
+            where status = 'QUEUED';
     {% endcall %}
     {% do adapter.commit() %}
     {{ return(true) }}

@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING
 from uuid import UUID
 
 from runner.dbt_project import PROJECT_DIR, profiles_dir_args
-from runner.errors import one_line
+from runner.errors import RunnerError, one_line
 from runner.signals import interruption_reason
 
 if TYPE_CHECKING:
     from dbt.cli.main import dbtRunnerResult
+    from dbt.contracts.graph.manifest import Manifest
 
 # The models a report run builds (the fact and the deal list); their ephemeral parents compile in.
 REPORT_RUN_SELECTOR = "tag:report_run"
@@ -57,26 +58,42 @@ class DbtOutcome:
     message: str
 
 
-def run_report(settings: DbtSettings, run_ids: list[UUID], source_schema: str | None) -> DbtOutcome:
-    """Build the report models for runs whose headers exist."""
+def run_report(
+    settings: DbtSettings,
+    run_ids: list[UUID],
+    source_schema: str | None,
+    manifest: Manifest | None = None,
+) -> DbtOutcome:
+    """Build the report models for runs whose headers exist. With a manifest (a warm worker's),
+    dbt skips loading and parsing the project."""
     args = ["run", "--select", REPORT_RUN_SELECTOR, "--no-write-json", *settings.common_args()]
-    if source_schema:
-        args += ["--vars", f"{{source_schema: {source_schema}}}"]
     with _environment(RUN_IDS_ENV, ",".join(str(run_id) for run_id in run_ids)):
-        return _outcome(_invoke(args))
+        return _outcome(_invoke(args + _vars(source_schema), manifest))
+
+
+def parse(settings: DbtSettings, source_schema: str | None) -> Manifest:
+    """The parsed project, for a process that runs many reports (vars fixed at parse time)."""
+    result = _invoke(["parse", *settings.common_args(), *_vars(source_schema)])
+    if not result.success:
+        raise RunnerError(f"cannot parse the dbt project: {_outcome(result).message}")
+    return result.result
 
 
 def run_operation(settings: DbtSettings, macro: str) -> DbtOutcome:
     return _outcome(_invoke(["run-operation", macro, *settings.common_args()]))
 
 
-def _invoke(args: list[str]) -> dbtRunnerResult:
+def _vars(source_schema: str | None) -> list[str]:
+    return ["--vars", f"{{source_schema: {source_schema}}}"] if source_schema else []
+
+
+def _invoke(args: list[str], manifest: Manifest | None = None) -> dbtRunnerResult:
     # Imported here: importing dbt takes over a second, which bad input and `list` need not wait.
     from dbt.cli.main import dbtRunner
 
     # dbt logs to stdout; the runner's stdout is for its result alone.
     with contextlib.redirect_stdout(sys.stderr):
-        return dbtRunner().invoke(args)
+        return dbtRunner(manifest=manifest).invoke(args)
 
 
 @contextlib.contextmanager

@@ -20,6 +20,10 @@ if TYPE_CHECKING:
 from runner.errors import BadInput
 
 REPORT_TYPE = "deal_aging"
+# Workers listen here for new requests; `submit` and requeues notify.
+QUEUE_CHANNEL = "deal_aging_queue"
+# A request whose worker died this many times ends FAILED instead of queueing again.
+MAX_ATTEMPTS = 3
 # The columns the runner relies on; when any is missing, the dbt macro completes the table.
 REQUIRED_COLUMNS = frozenset(
     {
@@ -34,6 +38,7 @@ REQUIRED_COLUMNS = frozenset(
         "finished_at",
         "error_message",
         "dbt_invocation_id",
+        "attempts",
     }
 )
 
@@ -78,15 +83,15 @@ def report_run_is_ready(conn: psycopg.Connection, tables: Tables) -> bool:
     return {name for (name,) in columns} >= REQUIRED_COLUMNS
 
 
-def liveness_key(run_id: UUID) -> sql.Composed:
-    """The advisory lock a runner holds while it executes a run: its session dies with the
-    runner, so `sweep` can tell a run whose runner is gone from one still being worked on."""
-    return sql.SQL("hashtextextended({}::text, 0)").format(sql.Literal(str(run_id)))
+def liveness_key(run_id: sql.Composable) -> sql.Composed:
+    """The advisory lock a runner or worker holds while it executes a run: its session dies with
+    it, so `sweep` can tell a run whose executor is gone from one still being worked on."""
+    return sql.SQL("hashtextextended({}::text, 0)").format(run_id)
 
 
 def claim(conn: psycopg.Connection, run_id: UUID) -> None:
     acquired = conn.execute(
-        sql.SQL("select pg_try_advisory_lock({})").format(liveness_key(run_id))
+        sql.SQL("select pg_try_advisory_lock({})").format(liveness_key(sql.Literal(str(run_id))))
     ).fetchone()[0]
     conn.commit()
     if not acquired:
@@ -161,15 +166,19 @@ def mark_succeeded(
     return {run_id: counts.get(run_id, 0) for run_id in run_ids}
 
 
+def delete_rows(conn: psycopg.Connection, tables: Tables, run_ids: list[UUID]) -> None:
+    for table in RUN_KEYED_TABLES:
+        if table_exists(conn, tables, table):
+            conn.execute(
+                sql.SQL("delete from {} where run_id = any(%s)").format(tables.ident(table)),
+                (run_ids,),
+            )
+
+
 def mark_failed(conn: psycopg.Connection, tables: Tables, run_ids: list[UUID], reason: str) -> None:
     """FAILED with the reason, and no rows left behind, in one transaction."""
     with conn.transaction():
-        for table in RUN_KEYED_TABLES:
-            if table_exists(conn, tables, table):
-                conn.execute(
-                    sql.SQL("delete from {} where run_id = any(%s)").format(tables.ident(table)),
-                    (run_ids,),
-                )
+        delete_rows(conn, tables, run_ids)
         conn.execute(
             sql.SQL(
                 "update {} set status = 'FAILED', finished_at = clock_timestamp(),"
@@ -197,31 +206,65 @@ def tenants(conn: psycopg.Connection, source_schema: str) -> list[UUID]:
     ]
 
 
-def sweep(conn: psycopg.Connection, tables: Tables, older_than_minutes: int) -> list[UUID]:
-    """Mark FAILED the runs left IN_PROGRESS longer than the age whose runner is gone (nobody
-    holds their liveness lock); returns their run_ids."""
+@dataclass(frozen=True)
+class Swept:
+    requeued: list[UUID]
+    failed: list[UUID]
+
+
+def sweep(
+    conn: psycopg.Connection,
+    tables: Tables,
+    older_than_minutes: int,
+    queued_only: bool = False,
+) -> Swept:
+    """Runs left IN_PROGRESS longer than the age whose executor is gone (nobody holds their
+    liveness lock). A request a worker claimed from the queue goes back to it, up to
+    MAX_ATTEMPTS claims; any other run is marked FAILED and loses its rows."""
     with conn.transaction():
-        abandoned = [
-            run_id
-            for (run_id,) in conn.execute(
-                sql.SQL(
-                    "select run_id from {} where report_type = %s and status = 'IN_PROGRESS'"
-                    " and generated_at < now() - make_interval(mins => %s)"
-                    " and pg_try_advisory_xact_lock(hashtextextended(run_id::text, 0))"
-                    " for update skip locked"
-                ).format(tables.report_run),
-                (REPORT_TYPE, older_than_minutes),
-            ).fetchall()
-        ]
-        if abandoned:
+        abandoned = conn.execute(
+            sql.SQL(
+                "select run_id, attempts from {} where report_type = %s"
+                " and status = 'IN_PROGRESS'"
+                " and generated_at < now() - make_interval(mins => %s)"
+                " and (not %s or attempts is not null)"
+                " and pg_try_advisory_xact_lock({})"
+                " for update skip locked"
+            ).format(tables.report_run, liveness_key(sql.Identifier("run_id"))),
+            (REPORT_TYPE, older_than_minutes, queued_only),
+        ).fetchall()
+        swept = Swept(
+            requeued=[run_id for run_id, attempts in abandoned if _may_retry(attempts)],
+            failed=[run_id for run_id, attempts in abandoned if not _may_retry(attempts)],
+        )
+        if swept.requeued:
+            requeue(conn, tables, swept.requeued, "requeued: the worker that claimed it is gone")
+        if swept.failed:
             mark_failed(
                 conn,
                 tables,
-                abandoned,
-                f"abandoned: still IN_PROGRESS after {older_than_minutes} minutes and its runner"
-                " is gone (marked by sweep)",
+                swept.failed,
+                f"abandoned: still IN_PROGRESS after {older_than_minutes} minutes and its"
+                " runner is gone (marked by sweep)",
             )
-    return abandoned
+    return swept
+
+
+def _may_retry(attempts: int | None) -> bool:
+    return attempts is not None and attempts < MAX_ATTEMPTS
+
+
+def requeue(conn: psycopg.Connection, tables: Tables, run_ids: list[UUID], reason: str) -> None:
+    """Back to QUEUED, without rows, for the next worker to claim."""
+    with conn.transaction():
+        delete_rows(conn, tables, run_ids)
+        conn.execute(
+            sql.SQL(
+                "update {} set status = 'QUEUED', error_message = %s where run_id = any(%s)"
+            ).format(tables.report_run),
+            (reason, run_ids),
+        )
+        conn.execute(sql.SQL("notify {}").format(sql.Identifier(QUEUE_CHANNEL)))
 
 
 def list_runs(

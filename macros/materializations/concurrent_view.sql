@@ -3,13 +3,14 @@
 
     Why not dbt's `view`: it creates <name>__dbt_tmp, renames the live view to <name>__dbt_backup,
     renames the new one into place and drops the backup after the commit. Two runs at once (two
-    analysts, or an analyst and the scheduler) share those fixed names, so one run's rename or drop
-    trips over the other's relations and fails.
+    analysts, or an analyst and the scheduler) share those fixed names and each decides from what
+    it saw before the other moved, so all but one fail (four at once: three with 'relation
+    "report_deal_aging_latest" already exists').
 
     Instead the view is replaced in place with `create or replace view`: one statement, so readers
     always see a whole view, and the grants and anything built on the view survive. Two
-    `create or replace view`s of one name still collide in the catalog ("tuple concurrently
-    updated", or a duplicate key in pg_type while the view is new), so each build first takes a
+    `create or replace view`s still collide while the view does not exist yet (the second fails
+    on a duplicate key in pg_type), and --full-refresh drops it, so each build first takes a
     transaction-level advisory lock on the view's name: concurrent builds take turns, and the
     commit lets go.
 

@@ -67,6 +67,7 @@ def test_created_when_missing(dbt: Dbt, other_database: str):
         "finished_at": "timestamp with time zone",
         "error_message": "text",
         "dbt_invocation_id": "uuid",
+        "attempts": "integer",
     }
     with connect(other_database) as conn, pytest.raises(Exception, match="ck_report_run_status"):
         conn.execute(
@@ -83,7 +84,9 @@ def test_another_reports_table_gains_only_the_missing_columns(dbt: Dbt, other_da
     for _ in range(2):  # a second time finds nothing to do
         assert dbt.invoke("run-operation", "deal_aging_ensure_report_run").success
 
-    assert {"finished_at", "error_message", "dbt_invocation_id"} <= set(columns(other_database))
+    assert {"finished_at", "error_message", "dbt_invocation_id", "attempts"} <= set(
+        columns(other_database)
+    )
     with connect(other_database) as conn:
         assert (
             conn.execute("select 'dyno_crm.report_run'::regclass::oid").fetchone()[0] == table_oid
@@ -91,3 +94,25 @@ def test_another_reports_table_gains_only_the_missing_columns(dbt: Dbt, other_da
         assert conn.execute(
             "select report_type, input_params, status from dyno_crm.report_run"
         ).fetchall() == [("pipeline_velocity", {"weeks": 4}, "SUCCEEDED")]
+
+
+def test_an_earlier_status_check_is_widened_to_queued(dbt: Dbt, other_database: str):
+    with connect(other_database) as conn:
+        conn.execute(OTHER_REPORTS_HEADER)
+        conn.execute(
+            "alter table dyno_crm.report_run add constraint ck_report_run_status"
+            " check (status in ('IN_PROGRESS', 'SUCCEEDED', 'FAILED'))"
+        )
+
+    assert dbt.invoke("run-operation", "deal_aging_ensure_report_run").success
+
+    with connect(other_database) as conn:
+        conn.execute(
+            "insert into dyno_crm.report_run (run_id, tenant_id, report_type, generated_at, status)"
+            " values (gen_random_uuid(), gen_random_uuid(), 'deal_aging', now(), 'QUEUED')"
+        )
+        with pytest.raises(Exception, match="ck_report_run_status"):
+            conn.execute(
+                "insert into dyno_crm.report_run (run_id, tenant_id, report_type, generated_at,"
+                " status) values (gen_random_uuid(), gen_random_uuid(), 'deal_aging', now(), 'DONE')"
+            )
