@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
-from runner import render, report_runs
+from runner import queue, render, report_runs
 from runner.database import connect
 from runner.dbt_invocation import DbtSettings
-from runner.errors import BadInput, RunnerError
-from runner.execute import RunRequest, execute_runs
+from runner.errors import BadInput, RunFailed, RunnerError
+from runner.execute import RunRequest, ensure_report_run, execute_runs
 from runner.params import build_params, optional, parse_day_count, parse_uuid
 from runner.report_runs import Tables
+from runner.worker import Worker, WorkerSettings
 
 EXIT_CODES = """\
 exit codes:
@@ -23,7 +25,7 @@ exit codes:
 Connection settings come from the libpq variables PGHOST, PGPORT, PGUSER, PGPASSWORD and
 PGDATABASE (default 127.0.0.1:5432); the report tables are in DEAL_AGING_SCHEMA (default dyno_crm).
 """
-STATUSES = ("IN_PROGRESS", "SUCCEEDED", "FAILED")
+STATUSES = ("QUEUED", "IN_PROGRESS", "SUCCEEDED", "FAILED")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,42 +44,42 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    scope = run.add_mutually_exclusive_group(required=True)
-    scope.add_argument("--tenant-id", metavar="UUID")
-    scope.add_argument(
-        "--all-tenants",
-        action="store_true",
-        help="one run per tenant (one header each), computed in one dbt invocation",
-    )
-    run.add_argument("--threshold-days", required=True, metavar="INT", help="stage limit in days")
-    run.add_argument(
-        "--cycle-threshold-days", metavar="INT", help="optional limit on days since creation"
-    )
-    run.add_argument(
-        "--period-start", metavar="ISO8601", help="stage entered at or after (UTC if no zone)"
-    )
-    run.add_argument(
-        "--period-end", metavar="ISO8601", help="stage entered before; also the as-of instant"
-    )
-    run.add_argument("--pipeline-id", metavar="UUID")
-    run.add_argument("--stage-id", metavar="UUID")
-    run.add_argument("--principal-type", metavar="USER|GROUP")
-    run.add_argument("--principal-id", metavar="UUID")
-    run.add_argument(
-        "--breakdown",
-        metavar="owner",
-        help="fact rows per pipeline, stage and owning user",
-    )
+    _add_run_options(run)
     run.add_argument(
         "--run-id", metavar="UUID", help="retry an earlier run: its facts are replaced"
     )
-    run.add_argument(
-        "--source-schema", metavar="NAME", help="schema of the CRM tables (default dyno_crm)"
-    )
-    run.add_argument(
-        "--json", action="store_true", help="print one JSON object instead of the run_id"
-    )
     _add_dbt_options(run)
+
+    submit = commands.add_parser(
+        "submit",
+        help="queue a report run for the workers",
+        description="Queue a report run (status QUEUED) and print its run_id at once; a worker"
+        " (`python -m runner worker`) executes it. --wait blocks and exits like `run`.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_run_options(submit)
+    submit.add_argument("--wait", action="store_true", help="block until the run has finished")
+    _add_dbt_options(submit)
+
+    worker = commands.add_parser(
+        "worker",
+        help="execute queued runs, keeping dbt loaded",
+        description="Load dbt once and execute queued runs one at a time. SIGTERM: finish the"
+        " run in hand, claim nothing new, exit 0.",
+    )
+    worker.add_argument("--source-schema", metavar="NAME", help="schema of the CRM tables")
+    worker.add_argument("--poll-seconds", default="1", metavar="S", help="idle wake-up interval")
+    worker.add_argument(
+        "--sweep-seconds",
+        default="10",
+        metavar="S",
+        help="how often to requeue the runs of workers that died",
+    )
+    worker.add_argument(
+        "--exit-when-idle", action="store_true", help="stop once the queue is empty"
+    )
+    _add_dbt_options(worker)
 
     listing = commands.add_parser("list", help="list recent runs")
     listing.add_argument("--tenant-id", metavar="UUID")
@@ -96,6 +98,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sweep.add_argument("--older-than", required=True, metavar="MINUTES")
     return parser
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    scope = parser.add_mutually_exclusive_group(required=True)
+    scope.add_argument("--tenant-id", metavar="UUID")
+    scope.add_argument(
+        "--all-tenants",
+        action="store_true",
+        help="one run per tenant (one header each), computed in one dbt invocation",
+    )
+    parser.add_argument(
+        "--threshold-days", required=True, metavar="INT", help="stage limit in days"
+    )
+    parser.add_argument(
+        "--cycle-threshold-days", metavar="INT", help="optional limit on days since creation"
+    )
+    parser.add_argument(
+        "--period-start", metavar="ISO8601", help="stage entered at or after (UTC if no zone)"
+    )
+    parser.add_argument(
+        "--period-end", metavar="ISO8601", help="stage entered before; also the as-of instant"
+    )
+    parser.add_argument("--pipeline-id", metavar="UUID")
+    parser.add_argument("--stage-id", metavar="UUID")
+    parser.add_argument("--principal-type", metavar="USER|GROUP")
+    parser.add_argument("--principal-id", metavar="UUID")
+    parser.add_argument(
+        "--breakdown", metavar="owner", help="fact rows per pipeline, stage and owning user"
+    )
+    parser.add_argument(
+        "--source-schema", metavar="NAME", help="schema of the CRM tables (default dyno_crm)"
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print a JSON object per run instead of the run_id"
+    )
 
 
 def _add_dbt_options(parser: argparse.ArgumentParser) -> None:
@@ -117,8 +154,9 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    if args.all_tenants and args.run_id:
+def run_requests(args: argparse.Namespace) -> list[RunRequest]:
+    """The runs the command line asks for, every value validated before any is written."""
+    if args.all_tenants and getattr(args, "run_id", None):
         raise BadInput("--run-id retries one run: it cannot go with --all-tenants")
     params = build_params(
         threshold_days=args.threshold_days,
@@ -131,28 +169,82 @@ def cmd_run(args: argparse.Namespace) -> int:
         stage_id=args.stage_id,
         breakdown=args.breakdown,
     )
-    run_id = optional(parse_uuid, "--run-id", args.run_id)
-    source_schema = optional(_schema_name, "--source-schema", args.source_schema)
-    tables = Tables.from_environment()
-    if args.all_tenants:
-        with connect() as conn:
-            tenant_ids = report_runs.tenants(conn, source_schema or "dyno_crm")
-        if not tenant_ids:
-            raise BadInput("--all-tenants: the CRM has no tenant with a pipeline")
-        requests = [RunRequest(tenant, params) for tenant in tenant_ids]
-    else:
+    if not args.all_tenants:
         tenant_id = parse_uuid("--tenant-id", args.tenant_id)
-        requests = [
-            RunRequest(tenant_id, params, run_id) if run_id else RunRequest(tenant_id, params)
-        ]
-    dbt = DbtSettings(profiles_dir=args.profiles_dir, target=args.target, verbose=args.verbose)
-    results = execute_runs(requests, dbt, tables, source_schema)
+        run_id = optional(parse_uuid, "--run-id", getattr(args, "run_id", None))
+        return [RunRequest(tenant_id, params, run_id) if run_id else RunRequest(tenant_id, params)]
+    with connect() as conn:
+        tenant_ids = report_runs.tenants(conn, source_schema(args) or "dyno_crm")
+    if not tenant_ids:
+        raise BadInput("--all-tenants: the CRM has no tenant with a pipeline")
+    return [RunRequest(tenant, params) for tenant in tenant_ids]
+
+
+def source_schema(args: argparse.Namespace) -> str | None:
+    return optional(_schema_name, "--source-schema", args.source_schema)
+
+
+def print_results(args: argparse.Namespace, documents: list[dict[str, Any]]) -> None:
     if args.json:
-        documents = [result.as_json() for result in results]
         print(render.to_json(documents if args.all_tenants else documents[0]))
     else:
-        print("\n".join(str(result.run_id) for result in results))
+        print("\n".join(document["run_id"] for document in documents))
+
+
+def dbt_settings(args: argparse.Namespace) -> DbtSettings:
+    return DbtSettings(profiles_dir=args.profiles_dir, target=args.target, verbose=args.verbose)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    requests = run_requests(args)
+    results = execute_runs(
+        requests, dbt_settings(args), Tables.from_environment(), source_schema(args)
+    )
+    print_results(args, [result.as_json() for result in results])
     return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    requests = run_requests(args)
+    tables = Tables.from_environment()
+    with connect() as conn:
+        ensure_report_run(conn, tables, dbt_settings(args))
+        for request in requests:
+            queue.submit(conn, tables, request)
+        if not args.wait:
+            print_results(args, [{"run_id": str(r.run_id), "status": "QUEUED"} for r in requests])
+            return 0
+        finished = [
+            (request, *queue.wait_for(conn, tables, request.run_id)) for request in requests
+        ]
+    failed = [(request, error) for request, status, error in finished if status == "FAILED"]
+    if failed:
+        request, error = failed[0]
+        raise RunFailed(request.run_id, error or "no reason recorded")
+    print_results(args, [{"run_id": str(r.run_id), "status": "SUCCEEDED"} for r in requests])
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    settings = WorkerSettings(
+        dbt=dbt_settings(args),
+        tables=Tables.from_environment(),
+        source_schema=source_schema(args),
+        poll_seconds=_seconds("--poll-seconds", args.poll_seconds),
+        sweep_seconds=_seconds("--sweep-seconds", args.sweep_seconds),
+        exit_when_idle=args.exit_when_idle,
+    )
+    return Worker(settings).serve()
+
+
+def _seconds(option: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 3600:
+        raise BadInput(f"{option}: expected a number of seconds above 0, got {text!r}")
+    return value
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -192,9 +284,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     minutes = parse_day_count("--older-than", args.older_than)
     with connect() as conn:
         swept = report_runs.sweep(conn, Tables.from_environment(), minutes)
-    for run_id in swept:
+    for run_id in [*swept.failed, *swept.requeued]:
         print(run_id)
-    print(f"{len(swept)} abandoned run(s) marked FAILED", file=sys.stderr)
+    print(
+        f"{len(swept.failed)} abandoned run(s) marked FAILED,"
+        f" {len(swept.requeued)} queued request(s) requeued",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -204,4 +300,11 @@ def _schema_name(option: str, text: str) -> str:
     return text
 
 
-COMMANDS = {"run": cmd_run, "list": cmd_list, "show": cmd_show, "sweep": cmd_sweep}
+COMMANDS = {
+    "run": cmd_run,
+    "submit": cmd_submit,
+    "worker": cmd_worker,
+    "list": cmd_list,
+    "show": cmd_show,
+    "sweep": cmd_sweep,
+}

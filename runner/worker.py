@@ -1,0 +1,174 @@
+"""`python -m runner worker`: a long-lived process that keeps dbt loaded (the project parsed once)
+and executes queued runs one at a time; more throughput means more workers."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import TYPE_CHECKING
+
+import psycopg
+from psycopg import sql
+
+from runner import dbt_invocation, queue, report_runs
+from runner.database import connect
+from runner.dbt_invocation import DbtSettings
+from runner.errors import DatabaseUnreachable, one_line
+from runner.execute import ensure_report_run
+from runner.report_runs import QUEUE_CHANNEL, Tables
+
+if TYPE_CHECKING:
+    from dbt.contracts.graph.manifest import Manifest
+
+MAX_BACKOFF_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    dbt: DbtSettings
+    tables: Tables
+    source_schema: str | None = None
+    poll_seconds: float = 1.0
+    # How often this worker looks for runs whose worker died (their liveness lock is gone).
+    sweep_seconds: float = 10.0
+    exit_when_idle: bool = False
+
+
+@dataclass
+class StopRequest:
+    """Set by SIGTERM: the worker finishes the run in hand and claims nothing new."""
+
+    requested: bool = False
+
+    def _request(self, signum: int, frame: FrameType | None) -> None:
+        self.requested = True
+        log("SIGTERM: finishing the run in hand, then stopping")
+
+    @contextlib.contextmanager
+    def on_sigterm(self) -> Iterator[None]:
+        previous = signal.signal(signal.SIGTERM, self._request)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+
+@dataclass
+class Worker:
+    settings: WorkerSettings
+    name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    stop: StopRequest = field(default_factory=StopRequest)
+
+    def serve(self) -> int:
+        with self.stop.on_sigterm():
+            started = time.perf_counter()
+            manifest = dbt_invocation.parse(self.settings.dbt, self.settings.source_schema)
+            log(f"worker {self.name}: dbt loaded in {time.perf_counter() - started:.2f}s")
+            conn: psycopg.Connection | None = None
+            next_sweep = 0.0
+            try:
+                while not self.stop.requested:
+                    try:
+                        if conn is None:
+                            conn = self._connect()
+                            if conn is None:
+                                break
+                            next_sweep = 0.0
+                        if time.monotonic() >= next_sweep:
+                            self._sweep(conn)
+                            next_sweep = time.monotonic() + self.settings.sweep_seconds
+                        claimed = queue.claim_next(conn, self.settings.tables)
+                        if claimed is None:
+                            if self.settings.exit_when_idle:
+                                break
+                            wait_for_notification(conn, self.settings.poll_seconds)
+                            continue
+                        if not self._execute(conn, manifest, claimed):
+                            return 1
+                    except psycopg.OperationalError as exc:
+                        # The database went away (restart, failover): the run in hand, if any,
+                        # lost its liveness lock with the session and goes back to the queue at
+                        # the first sweep after the reconnect.
+                        log(
+                            f"worker {self.name}: lost the database ({one_line(str(exc), 300)}); reconnecting"
+                        )
+                        with contextlib.suppress(Exception):
+                            conn.close()  # type: ignore[union-attr]
+                        conn = None
+            finally:
+                if conn is not None:
+                    conn.close()
+        log(f"worker {self.name}: stopped")
+        return 0
+
+    def _connect(self) -> psycopg.Connection | None:
+        """A listening connection, retried with backoff until it works or the worker stops."""
+        backoff = 0.5
+        while not self.stop.requested:
+            try:
+                conn = connect(application_name=f"deal-aging-worker {self.name}")
+                ensure_report_run(conn, self.settings.tables, self.settings.dbt)
+                conn.execute(sql.SQL("listen {}").format(sql.Identifier(QUEUE_CHANNEL)))
+                conn.commit()
+                return conn
+            except (DatabaseUnreachable, psycopg.OperationalError) as exc:
+                log(f"worker {self.name}: {one_line(str(exc), 300)}; retrying in {backoff:.1f}s")
+                time.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+        return None
+
+    def _sweep(self, conn: psycopg.Connection) -> None:
+        swept = report_runs.sweep(conn, self.settings.tables, 0, queued_only=True)
+        for run_id in swept.requeued:
+            log(f"worker {self.name}: run {run_id} requeued (its worker is gone)")
+        for run_id in swept.failed:
+            log(f"worker {self.name}: run {run_id} FAILED (its worker died too often)")
+
+    def _execute(
+        self, conn: psycopg.Connection, manifest: Manifest, claimed: queue.ClaimedRun
+    ) -> bool:
+        """Run one claimed request; False when Ctrl-C asks the worker to stop at once."""
+        tables = self.settings.tables
+        started = time.perf_counter()
+        outcome = dbt_invocation.run_report(
+            self.settings.dbt, [claimed.run_id], self.settings.source_schema, manifest
+        )
+        dbt_seconds = time.perf_counter() - started
+        if outcome.interrupted:
+            report_runs.requeue(conn, tables, [claimed.run_id], f"requeued: {outcome.message}")
+            queue.release(conn, claimed.run_id)
+            log(f"worker {self.name}: {outcome.message}; run {claimed.run_id} requeued")
+            return False
+        if outcome.success:
+            rows = report_runs.mark_succeeded(conn, tables, [claimed.run_id])[claimed.run_id]
+            status = f"SUCCEEDED rows={rows}"
+        else:
+            # A failure because the database itself went away is not the run's: let the
+            # OperationalError reach the reconnect path, which requeues the run.
+            conn.execute("select 1")
+            report_runs.mark_failed(conn, tables, [claimed.run_id], outcome.message)
+            status = f"FAILED ({outcome.message[:200]})"
+        queue.release(conn, claimed.run_id)
+        log(
+            f"worker {self.name}: run {claimed.run_id} tenant {claimed.tenant_id} {status}"
+            f" attempt={claimed.attempts} queued={claimed.waited_s:.3f}s dbt={dbt_seconds:.3f}s"
+            f" total={time.perf_counter() - started:.3f}s"
+        )
+        return True
+
+
+def wait_for_notification(conn: psycopg.Connection, timeout: float) -> None:
+    """Sleep until a request is queued (NOTIFY) or the timeout passes, whichever comes first."""
+    for _ in conn.notifies(timeout=timeout, stop_after=1):
+        pass
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
