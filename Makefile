@@ -34,8 +34,10 @@ format: install
 	$(BIN)/ruff format runner tests bench
 	$(BIN)/sqlfluff fix models
 
+# Without a reachable PostgreSQL the catalog (column types) stays empty; descriptions and lineage
+# come from the project alone.
 docs: install
-	$(BIN)/dbt docs generate
+	$(BIN)/dbt docs generate || { $(BIN)/dbt parse && $(BIN)/dbt docs generate --no-compile --empty-catalog; }
 	$(BIN)/dbt docs serve --host 127.0.0.1 --port 8080
 
 bench: install
