@@ -64,10 +64,6 @@ class Tables:
     def fact(self) -> sql.Composed:
         return self.ident("report_deal_aging_fact")
 
-    @property
-    def deal_list(self) -> sql.Composed:
-        return self.ident("report_deal_aging_deal")
-
 
 # The tables holding a run's rows under its run_id (the dbt macro deal_aging_run_keyed_tables).
 RUN_KEYED_TABLES = ("report_deal_aging_fact", "report_deal_aging_deal")
@@ -309,42 +305,65 @@ def run_facts(
     conn: psycopg.Connection, tables: Tables, source_schema: str, run_id: UUID
 ) -> list[dict[str, Any]]:
     """The run's fact rows, with pipeline and stage names from the CRM, in stage order."""
-    if not table_exists(conn, tables, "report_deal_aging_fact"):
-        return []
-    crm = Tables(source_schema)
-    with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(
-            sql.SQL(
-                "select f.*, p.name as pipeline_name, s.name as stage_name"
-                " from {} f"
-                " left join {} p on p.id = f.pipeline_id and p.tenant_id = f.tenant_id"
-                " left join {} s on s.id = f.stage_id and s.tenant_id = f.tenant_id"
-                " where f.run_id = %s"
-                " order by p.name, f.pipeline_id, s.display_order, s.name, f.stage_id,"
-                " f.principal_type, f.principal_id"
-            ).format(tables.fact, crm.ident("pipeline"), crm.ident("pipeline_stage")),
-            (run_id,),
-        ).fetchall()
+    return _named_run_rows(
+        conn,
+        tables,
+        "report_deal_aging_fact",
+        source_schema,
+        run_id,
+        extra_columns=sql.SQL(""),
+        order_by=sql.SQL(
+            "p.name, r.pipeline_id, s.display_order, s.name, r.stage_id,"
+            " r.principal_type, r.principal_id"
+        ),
+    )
 
 
 def run_deals(
     conn: psycopg.Connection, tables: Tables, source_schema: str, run_id: UUID
 ) -> list[dict[str, Any]]:
     """The run's at-risk deals, worst first: furthest past the limit that applies to them."""
-    if not table_exists(conn, tables, "report_deal_aging_deal"):
+    return _named_run_rows(
+        conn,
+        tables,
+        "report_deal_aging_deal",
+        source_schema,
+        run_id,
+        extra_columns=sql.SQL(
+            ", greatest(r.days_in_stage - r.threshold_days,"
+            " r.days_in_cycle - r.cycle_threshold_days) as days_past_limit"
+        ),
+        order_by=sql.SQL("days_past_limit desc, r.amount desc nulls last, r.deal_id"),
+    )
+
+
+def _named_run_rows(
+    conn: psycopg.Connection,
+    tables: Tables,
+    table: str,
+    source_schema: str,
+    run_id: UUID,
+    extra_columns: sql.SQL,
+    order_by: sql.SQL,
+) -> list[dict[str, Any]]:
+    """A run's rows of one of its tables, with the pipeline and stage names the CRM has now."""
+    if not table_exists(conn, tables, table):
         return []
     crm = Tables(source_schema)
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
             sql.SQL(
-                "select d.*, p.name as pipeline_name, s.name as stage_name,"
-                " greatest(d.days_in_stage - d.threshold_days,"
-                " d.days_in_cycle - d.cycle_threshold_days) as days_past_limit"
-                " from {} d"
-                " left join {} p on p.id = d.pipeline_id and p.tenant_id = d.tenant_id"
-                " left join {} s on s.id = d.stage_id and s.tenant_id = d.tenant_id"
-                " where d.run_id = %s"
-                " order by days_past_limit desc, d.amount desc nulls last, d.deal_id"
-            ).format(tables.deal_list, crm.ident("pipeline"), crm.ident("pipeline_stage")),
+                "select r.*, p.name as pipeline_name, s.name as stage_name{}"
+                " from {} r"
+                " left join {} p on p.id = r.pipeline_id and p.tenant_id = r.tenant_id"
+                " left join {} s on s.id = r.stage_id and s.tenant_id = r.tenant_id"
+                " where r.run_id = %s order by {}"
+            ).format(
+                extra_columns,
+                tables.ident(table),
+                crm.ident("pipeline"),
+                crm.ident("pipeline_stage"),
+                order_by,
+            ),
             (run_id,),
         ).fetchall()
