@@ -12,6 +12,8 @@ import psycopg
 
 from runner.dbt_project import PROJECT_DIR
 
+from .support import connect
+
 
 def runner_env(database_env: dict[str, str], **overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "DBT_", "DEAL_AGING_"))}
@@ -48,6 +50,13 @@ def wait_until(condition: Callable[[], bool], timeout: float = 60, what: str = "
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.1)
+
+
+def block_deals(dbname: str) -> psycopg.Connection:
+    """A transaction holding the deal table, so a run's query waits until the caller lets go."""
+    blocker = connect(dbname, application_name="pytest-db")
+    blocker.execute("lock table dyno_crm.deal in access exclusive mode")
+    return blocker
 
 
 def blocked_on_lock(db: psycopg.Connection) -> bool:

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from .report_checks import DatasetIds, assert_run_matches_oracle, dataset_ids, fact_rows
-from .runner_process import blocked_on_lock, run_runner, start_runner, wait_until
+from .runner_process import block_deals, blocked_on_lock, run_runner, start_runner, wait_until
 from .support import FACT_TABLE, REPORT_RUN_TABLE, connect
 
 PERIOD_END = "2026-10-15T00:00:00Z"
@@ -236,13 +236,6 @@ def test_dbt_configuration_error_fails_the_run(database_env, db, ids, report_rea
     assert run["status"] == "FAILED" and "no_such_target" in run["error_message"]
 
 
-def _block_deals(db_name: str) -> psycopg.Connection:
-    """A transaction holding the deal table, so a run's query waits until we let go."""
-    blocker = connect(db_name)
-    blocker.execute("lock table dyno_crm.deal in access exclusive mode")
-    return blocker
-
-
 def _latest_run_id(db: psycopg.Connection) -> str:
     return str(
         db.execute(
@@ -252,7 +245,7 @@ def _latest_run_id(db: psycopg.Connection) -> str:
 
 
 def test_database_connections_killed_mid_run_fail_the_run(database_env, db, ids, report_ready):
-    blocker = _block_deals(database_env["PGDATABASE"])
+    blocker = block_deals(database_env["PGDATABASE"])
     try:
         proc = start_runner(
             database_env, "run", "--tenant-id", ids.tenants[0], "--threshold-days", "3"
@@ -275,7 +268,7 @@ def test_database_connections_killed_mid_run_fail_the_run(database_env, db, ids,
 
 @pytest.mark.parametrize("how", ["SIGTERM", "SIGINT"])
 def test_terminated_runner_marks_its_run_failed(how, database_env, db, ids, report_ready):
-    blocker = _block_deals(database_env["PGDATABASE"])
+    blocker = block_deals(database_env["PGDATABASE"])
     try:
         proc = start_runner(
             database_env, "run", "--tenant-id", ids.tenants[0], "--threshold-days", "3"
@@ -294,7 +287,7 @@ def test_terminated_runner_marks_its_run_failed(how, database_env, db, ids, repo
 
 
 def test_killed_runner_is_swept_and_a_live_one_is_not(database_env, db, ids, report_ready):
-    blocker = _block_deals(database_env["PGDATABASE"])
+    blocker = block_deals(database_env["PGDATABASE"])
     try:
         killed = start_runner(
             database_env, "run", "--tenant-id", ids.tenants[0], "--threshold-days", "3"

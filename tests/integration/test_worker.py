@@ -15,7 +15,7 @@ import pytest
 from runner.dbt_project import PROJECT_DIR
 
 from .report_checks import DatasetIds, dataset_ids, fact_rows
-from .runner_process import blocked_on_lock, run_runner, runner_env, wait_until
+from .runner_process import block_deals, blocked_on_lock, run_runner, runner_env, wait_until
 from .support import REPORT_RUN_TABLE, connect
 
 PERIOD_END = "2026-10-20T00:00:00Z"
@@ -163,16 +163,10 @@ def test_two_workers_never_take_the_same_run(database_env, db, ids, report_ready
     assert all(" SUCCEEDED " in worker.text() for worker in pair), "both workers took a share"
 
 
-def _block_deals(dbname: str) -> psycopg.Connection:
-    blocker = connect(dbname, application_name="pytest-db")
-    blocker.execute("lock table dyno_crm.deal in access exclusive mode")
-    return blocker
-
-
 def test_a_killed_workers_run_is_recovered_by_another(
     database_env, db, ids, report_ready, tmp_path
 ):
-    blocker = _block_deals(database_env["PGDATABASE"])
+    blocker = block_deals(database_env["PGDATABASE"])
     try:
         with workers(database_env, tmp_path) as [doomed]:
             done = submit(database_env, "--tenant-id", ids.tenants[1], "--threshold-days", "9")
@@ -196,7 +190,7 @@ def test_a_killed_workers_run_is_recovered_by_another(
 def test_sigterm_finishes_the_run_in_hand_and_claims_nothing_new(
     database_env, db, ids, report_ready, tmp_path
 ):
-    blocker = _block_deals(database_env["PGDATABASE"])
+    blocker = block_deals(database_env["PGDATABASE"])
     try:
         with workers(database_env, tmp_path) as [worker]:
             first = submit(
@@ -221,7 +215,7 @@ def test_worker_survives_a_database_outage_and_loses_no_request(
     database_env, db, ids, report_ready, tmp_path
 ):
     name = database_env["PGDATABASE"]
-    blocker = _block_deals(name)
+    blocker = block_deals(name)
     run_ids = []
     with workers(database_env, tmp_path) as [worker]:
         for threshold in ("5", "6", "7"):
