@@ -37,12 +37,6 @@ open_deals_in_scope as (
         runs.tenant_id,
         runs.cycle_threshold_days,
         runs.as_of_ts,
-        -- A stage's own limit, where the optional table has one, replaces the run's threshold.
-        coalesce(stage_thresholds.threshold_days, runs.threshold_days) as threshold_days,
-        -- The fact row's principal: the run's filter, or with the owner breakdown the deal's
-        -- owning user (null for deals without one, which get a row of their own).
-        case when runs.breakdown = 'owner' then 'USER' else runs.principal_type end as principal_type,
-        case when runs.breakdown = 'owner' then deals.owned_by_user_id else runs.principal_id end as principal_id,
         deals.deal_id,
         deals.deal_name,
         deals.pipeline_id,
@@ -54,7 +48,13 @@ open_deals_in_scope as (
         deals.assigned_group_id,
         deal_stage_states.pipeline_stage_id as stage_id,
         deal_stage_states.stage_entered_at,
-        pipeline_stages.stage_state
+        pipeline_stages.stage_state,
+        -- A stage's own limit, where the optional table has one, replaces the run's threshold.
+        coalesce(stage_thresholds.threshold_days, runs.threshold_days) as threshold_days,
+        -- The fact row's principal: the run's filter, or with the owner breakdown the deal's
+        -- owning user (null for deals without one, which get a row of their own).
+        case when runs.breakdown = 'owner' then 'USER' else runs.principal_type end as principal_type,
+        case when runs.breakdown = 'owner' then deals.owned_by_user_id else runs.principal_id end as principal_id
 
     from runs
 

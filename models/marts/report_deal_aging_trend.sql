@@ -112,7 +112,7 @@ final as (
         at_risk_deal_count,
         at_risk_amount,
         percent_at_risk,
-        at_risk_deal_count - previous_at_risk_deal_count as at_risk_deal_count_change,
+        cast(at_risk_deal_count - previous_at_risk_deal_count as bigint) as at_risk_deal_count_change,
         cast(at_risk_amount - previous_at_risk_amount as numeric(20, 2)) as at_risk_amount_change,
         cast(percent_at_risk - previous_percent_at_risk as numeric(7, 4)) as percent_at_risk_change
 

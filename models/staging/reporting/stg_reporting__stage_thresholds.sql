@@ -9,24 +9,19 @@
 
 with
 
-{% if exists %}
 source as (
 
-    select * from {{ stage_threshold }}
+    {% if exists %}
+        select * from {{ stage_threshold }}
+    {% else %}
+        select
+            cast(null as uuid) as tenant_id,
+            cast(null as uuid) as pipeline_stage_id,
+            cast(null as integer) as threshold_days
+        where false
+    {% endif %}
 
 ),
-{% else %}
-source as (
-
-    select
-        cast(null as uuid) as tenant_id,
-        cast(null as uuid) as pipeline_stage_id,
-        cast(null as integer) as threshold_days
-
-    where false
-
-),
-{% endif %}
 
 renamed as (
 

@@ -63,13 +63,13 @@ at_risk_fact_rows as (
 mismatches as (
 
     select
-        coalesce(at_risk_fact_rows.run_id, deals_per_fact_row.run_id) as run_id,
-        coalesce(at_risk_fact_rows.pipeline_id, deals_per_fact_row.pipeline_id) as pipeline_id,
-        coalesce(at_risk_fact_rows.stage_id, deals_per_fact_row.stage_id) as stage_id,
         at_risk_fact_rows.at_risk_deal_count as fact_count,
         deals_per_fact_row.at_risk_deal_count as deal_list_count,
         at_risk_fact_rows.at_risk_amount as fact_amount,
-        deals_per_fact_row.at_risk_amount as deal_list_amount
+        deals_per_fact_row.at_risk_amount as deal_list_amount,
+        coalesce(at_risk_fact_rows.run_id, deals_per_fact_row.run_id) as run_id,
+        coalesce(at_risk_fact_rows.pipeline_id, deals_per_fact_row.pipeline_id) as pipeline_id,
+        coalesce(at_risk_fact_rows.stage_id, deals_per_fact_row.stage_id) as stage_id
 
     from at_risk_fact_rows
 
