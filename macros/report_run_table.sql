@@ -31,19 +31,25 @@
         check (status in ({% for status in deal_aging_run_statuses() %}'{{ status }}'{{ ', ' if not loop.last }}{% endfor %}))
     {%- endset %}
     {% set catalog_query %}
-        select column_name, null as constraint_definition
+        select column_name, null as constraint_definition, null as index_name
         from information_schema.columns
         where table_schema = '{{ relation.schema }}'
           and table_name = '{{ relation.identifier }}'
         union all
-        select null, pg_get_constraintdef(oid)
+        select null, pg_get_constraintdef(oid), null
         from pg_constraint
         where conname = 'ck_report_run_status'
           and conrelid = to_regclass('{{ relation.render() | replace("'", "''") }}')
+        union all
+        select null, null, indexname
+        from pg_indexes
+        where schemaname = '{{ relation.schema }}'
+          and tablename = '{{ relation.identifier }}'
     {% endset %}
     {% set catalog = run_query(catalog_query) %}
     {% set existing = catalog.columns[0].values() | reject('none') | list %}
     {% set status_checks = catalog.columns[1].values() | reject('none') | list %}
+    {% set indexes = catalog.columns[2].values() | reject('none') | list %}
     {% set missing = [] %}
     {% for column in optional_columns if column not in existing %}
         {% do missing.append(column) %}
@@ -51,7 +57,8 @@
     {# Our own status check, created by an earlier version without QUEUED, is widened; a table
        another report created keeps whatever checks it has. #}
     {% set outdated_check = status_checks and 'QUEUED' not in status_checks[0] %}
-    {% if existing and not missing and not outdated_check %}
+    {% set index_missing = 'ix_report_run_in_progress' not in indexes %}
+    {% if existing and not missing and not outdated_check and not index_missing %}
         {{ return(false) }}
     {% endif %}
 
@@ -95,6 +102,12 @@
         -- The latest runs of a tenant, for `runner list` and the latest-run view.
         create index if not exists ix_report_run_tenant_generated
             on {{ relation }} (tenant_id, report_type, generated_at desc);
+
+        -- The runs being computed: the report tables' incremental delete finds their rows through
+        -- it (deal_aging_rows_of_runs_in_progress) instead of scanning the whole history.
+        create index if not exists ix_report_run_in_progress
+            on {{ relation }} (run_id)
+            where status = 'IN_PROGRESS';
 
         -- The queue of requests, oldest first, for the workers.
         create index if not exists ix_report_run_queued

@@ -1,3 +1,13 @@
+{#- A run's filters read its parameters from the runs; where every run of the invocation shares
+    a parameter, from a constant instead (macros/invocation_runs.sql says why). -#}
+{%- set constants = deal_aging_plan_constants() -%}
+{%- set period_start = constants.get('period_start', 'runs.period_start') -%}
+{%- set period_end = constants.get('period_end', 'runs.period_end') -%}
+{%- set pipeline_id = constants.get('pipeline_id', 'runs.pipeline_id') -%}
+{%- set stage_id = constants.get('stage_id', 'runs.stage_id') -%}
+{%- set principal_type = constants.get('principal_type', 'runs.principal_type') -%}
+{%- set principal_id = constants.get('principal_id', 'runs.principal_id') -%}
+
 with
 
 runs as (
@@ -80,19 +90,24 @@ open_deals_in_scope as (
     where
         deal_stage_states.is_current
         and pipeline_stages.stage_state not in ('DONE_SUCCESS', 'DONE_FAILED')
-        and (runs.period_start is null or deal_stage_states.stage_entered_at >= runs.period_start)
-        and (runs.period_end is null or deal_stage_states.stage_entered_at < runs.period_end)
-        and (runs.pipeline_id is null or deals.pipeline_id = runs.pipeline_id)
-        and (runs.stage_id is null or deal_stage_states.pipeline_stage_id = runs.stage_id)
+        {% if constants.tenant_ids | length == 1 %}
+            and deal_stage_states.tenant_id = '{{ constants.tenant_ids[0] }}'
+        {% elif constants.tenant_ids %}
+            and deal_stage_states.tenant_id in ('{{ constants.tenant_ids | join("', '") }}')
+        {% endif %}
+        and ({{ period_start }} is null or deal_stage_states.stage_entered_at >= {{ period_start }})
+        and ({{ period_end }} is null or deal_stage_states.stage_entered_at < {{ period_end }})
+        and ({{ pipeline_id }} is null or deals.pipeline_id = {{ pipeline_id }})
+        and ({{ stage_id }} is null or deal_stage_states.pipeline_stage_id = {{ stage_id }})
         and (
-            runs.principal_type is null
+            {{ principal_type }} is null
             or (
-                runs.principal_type = 'USER'
-                and (deals.owned_by_user_id = runs.principal_id or deals.assigned_user_id = runs.principal_id)
+                {{ principal_type }} = 'USER'
+                and (deals.owned_by_user_id = {{ principal_id }} or deals.assigned_user_id = {{ principal_id }})
             )
             or (
-                runs.principal_type = 'GROUP'
-                and (deals.owned_by_group_id = runs.principal_id or deals.assigned_group_id = runs.principal_id)
+                {{ principal_type }} = 'GROUP'
+                and (deals.owned_by_group_id = {{ principal_id }} or deals.assigned_group_id = {{ principal_id }})
             )
         )
 

@@ -3,6 +3,7 @@
         materialized='incremental',
         incremental_strategy='delete+insert',
         unique_key='run_id',
+        incremental_predicates=[deal_aging_rows_of_runs_in_progress()],
         full_refresh=false,
         on_schema_change='fail',
         indexes=[
