@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # dbt's usage tracking would only wait on a host these machines cannot reach.
 export DO_NOT_TRACK := 1
 
-.PHONY: install demo test lint format docs bench clean
+.PHONY: install demo test lint format docs bench bench-smoke clean
 
 install: $(VENV)/.installed profiles.yml
 
@@ -42,6 +42,9 @@ docs: install
 
 bench: install
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+bench-smoke: install
+	$(BIN)/python -m bench --smoke $(BENCH_ARGS)
 
 clean:
 	rm -rf target logs .pytest_cache .ruff_cache

@@ -65,13 +65,18 @@ def drop(name: str) -> None:
             " so it is left alone; pick another --database"
         )
     with connect("postgres", autocommit=True) as admin:
-        admin.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+        admin.execute(
+            sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
+        )
 
 
 def recorded(name: str) -> dict[str, Any] | None:
     """What the database was built with, or None when it has no record."""
     with connect(name) as conn:
-        if conn.execute("select to_regclass(%s)", (f"public.{RECORD_TABLE}",)).fetchone()[0] is None:
+        if (
+            conn.execute("select to_regclass(%s)", (f"public.{RECORD_TABLE}",)).fetchone()[0]
+            is None
+        ):
             return None
         row = conn.execute(f"select spec from public.{RECORD_TABLE}").fetchone()
     return None if row is None else row[0]

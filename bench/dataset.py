@@ -65,7 +65,9 @@ def vacuum_analyze(name: str) -> None:
     """Hint bits, visibility map and statistics settled, as autovacuum leaves a live database."""
     with databases.connect(name, autocommit=True) as conn:
         for table in SOURCE_TABLES:
-            conn.execute(sql.SQL("vacuum (analyze) {}").format(sql.Identifier(DEFAULT_SCHEMA, table)))
+            conn.execute(
+                sql.SQL("vacuum (analyze) {}").format(sql.Identifier(DEFAULT_SCHEMA, table))
+            )
 
 
 def tenants_by_size(name: str) -> list[tuple[UUID, int]]:
@@ -89,3 +91,13 @@ def tenant_fingerprint(name: str, tenant_id: UUID) -> str:
             ).format(sql.Identifier(DEFAULT_SCHEMA, table))
             parts.append(conn.execute(query, (tenant_id,)).fetchone()[0])
     return ":".join(parts)
+
+
+def ensure(name: str, size: BenchSize, part: str, rebuild: bool, progress: Progress) -> bool:
+    """Reuse the database when it holds what `part` should; otherwise build it. True if built."""
+    if not rebuild and databases.exists(name) and databases.recorded(name) == size.record(part):
+        progress(f"{name}: reused ({part} data of the {size.name} size)")
+        return False
+    progress(f"{name}: building ({part} data of the {size.name} size)")
+    build(name, size, part, progress)
+    return True
