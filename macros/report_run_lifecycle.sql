@@ -145,22 +145,6 @@
 
 
 {#
-    dbt's delete+insert deletes `where run_id in (select distinct run_id from <new rows>)`: with
-    the new rows in an unanalysed temporary table the planner scans the whole history for it
-    (measured: 1.7 s over 12 million rows for a delete that removes nothing). This predicate,
-    added to that delete, lets it find the rows through the run_id index: only runs in progress
-    can have rows to replace.
-#}
-{% macro deal_aging_rows_of_runs_in_progress() %}
-    {{ return(
-        "DBT_INTERNAL_DEST.run_id = any(array(select run_id from "
-        ~ deal_aging_report_run_relation()
-        ~ " where status = 'IN_PROGRESS'))"
-    ) }}
-{% endmacro %}
-
-
-{#
     delete+insert only deletes the run_ids present among the new rows, so a rerun that now finds
     no open deals would keep its old rows. Deleting by the invocation's runs first makes a rerun
     replace exactly its own rows, whatever it finds; it runs in the model's transaction.

@@ -104,7 +104,7 @@
             on {{ relation }} (tenant_id, report_type, generated_at desc);
 
         -- The runs being computed: the report tables' incremental delete finds their rows through
-        -- it (deal_aging_rows_of_runs_in_progress) instead of scanning the whole history.
+        -- it (the per_run models' incremental_predicates) instead of scanning the whole history.
         create index if not exists ix_report_run_in_progress
             on {{ relation }} (run_id)
             where status = 'IN_PROGRESS';

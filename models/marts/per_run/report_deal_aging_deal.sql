@@ -1,16 +1,8 @@
 {{
     config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='run_id',
-        incremental_predicates=[deal_aging_rows_of_runs_in_progress()],
-        full_refresh=false,
-        on_schema_change='fail',
         indexes=[
             {'columns': ['tenant_id', 'owned_by_user_id']},
         ],
-        pre_hook="{{ deal_aging_delete_rows_of_this_invocation() }}",
-        tags=['report_run'],
     )
 }}
 

@@ -1,17 +1,9 @@
 {{
     config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='run_id',
-        incremental_predicates=[deal_aging_rows_of_runs_in_progress()],
-        full_refresh=false,
-        on_schema_change='fail',
         indexes=[
             {'columns': ['tenant_id', 'pipeline_id']},
             {'columns': ['tenant_id', 'principal_type', 'principal_id']},
         ],
-        pre_hook="{{ deal_aging_delete_rows_of_this_invocation() }}",
-        tags=['report_run'],
     )
 }}
 
