@@ -13,6 +13,8 @@ import pytest
 from runner.dbt_project import EXAMPLE_PROFILES, PROJECT_DIR
 from runner.demo_data import DatasetSpec, DatasetSummary, create_source_schema, load_dataset
 
+from .report_checks import DatasetIds, dataset_ids
+from .runner_process import run_runner
 from .support import Dbt, connect, create_database, drop_database, server_env
 
 
@@ -63,3 +65,16 @@ def db(database_env: dict[str, str]) -> Iterator[psycopg.Connection]:
     # Named, so tests that terminate "every other backend" spare the test's own connection.
     with connect(database_env["PGDATABASE"], autocommit=True, application_name="pytest-db") as conn:
         yield conn
+
+
+@pytest.fixture(scope="session")
+def ids(dataset: DatasetSummary, database_env: dict[str, str]) -> DatasetIds:
+    with connect(database_env["PGDATABASE"]) as conn:
+        return dataset_ids(conn)
+
+
+@pytest.fixture(scope="session")
+def report_ready(dbt: Dbt, database_env: dict[str, str], ids: DatasetIds) -> None:
+    """The report tables exist (deployed once), as before any concurrent use."""
+    done = run_runner(database_env, "run", "--tenant-id", ids.tenants[0], "--threshold-days", "30")
+    assert done.returncode == 0, done.stderr

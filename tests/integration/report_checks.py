@@ -105,3 +105,10 @@ def assert_run_matches_oracle(db: psycopg.Connection, run: dict[str, Any]) -> li
 
 def as_of(run: dict[str, Any]) -> datetime:
     return run["period_end"] or run["generated_at"]
+
+
+def header(db: psycopg.Connection, run_id: Any) -> dict[str, Any] | None:
+    with db.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        return cur.execute(
+            f"select * from {REPORT_RUN_TABLE} where run_id = %s", (run_id,)
+        ).fetchone()

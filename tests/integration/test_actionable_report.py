@@ -10,22 +10,14 @@ import pytest
 from dbt_common.invocation import get_invocation_id
 
 from .report_checks import (
-    DatasetIds,
     assert_run_matches_oracle,
-    dataset_ids,
     fact_rows,
     oracle_rows,
 )
 from .runner_process import run_runner
-from .support import FACT_TABLE, Dbt, connect
+from .support import FACT_TABLE, Dbt
 
 DEAL_TABLE = "dyno_crm.report_deal_aging_deal"
-
-
-@pytest.fixture(scope="module")
-def ids(dataset, database_env) -> DatasetIds:
-    with connect(database_env["PGDATABASE"]) as conn:
-        return dataset_ids(conn)
 
 
 def one_run(dbt: Dbt, db: psycopg.Connection, dbt_vars: dict) -> dict:

@@ -18,7 +18,6 @@ from dbt_common.invocation import get_invocation_id
 from .report_checks import (
     DatasetIds,
     assert_run_matches_oracle,
-    dataset_ids,
     fact_rows,
     runs_of_invocation,
 )
@@ -61,14 +60,6 @@ PARAMETER_CASES: dict[str, Callable[[DatasetIds], dict[str, Any]]] = {
         "period_end": "2026-11-01T00:00:00Z",
     },
 }
-
-
-@pytest.fixture(scope="module")
-def ids(dataset, database_env) -> DatasetIds:
-    from .support import connect
-
-    with connect(database_env["PGDATABASE"]) as conn:
-        return dataset_ids(conn)
 
 
 def run_report(dbt: Dbt, db: psycopg.Connection, dbt_vars: dict[str, Any]) -> list[dict]:

@@ -10,24 +10,11 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg
 import pytest
 
-from .report_checks import DatasetIds, assert_run_matches_oracle, dataset_ids, fact_rows
+from .report_checks import assert_run_matches_oracle, fact_rows, header
 from .runner_process import block_deals, blocked_on_lock, run_runner, start_runner, wait_until
-from .support import FACT_TABLE, REPORT_RUN_TABLE, connect
+from .support import FACT_TABLE, REPORT_RUN_TABLE
 
 PERIOD_END = "2026-10-15T00:00:00Z"
-
-
-@pytest.fixture(scope="module")
-def ids(dataset, database_env) -> DatasetIds:
-    with connect(database_env["PGDATABASE"]) as conn:
-        return dataset_ids(conn)
-
-
-def header(db: psycopg.Connection, run_id: str) -> dict | None:
-    with db.cursor(row_factory=psycopg.rows.dict_row) as cur:
-        return cur.execute(
-            f"select * from {REPORT_RUN_TABLE} where run_id = %s", (run_id,)
-        ).fetchone()
 
 
 def counts(db: psycopg.Connection) -> tuple[int, int]:
@@ -41,12 +28,6 @@ def succeeded_run(database_env, *args: str) -> str:
     done = run_runner(database_env, "run", *args)
     assert done.returncode == 0, done.stderr
     return done.stdout.splitlines()[-1]
-
-
-@pytest.fixture(scope="module")
-def report_ready(dbt, database_env, ids) -> None:
-    """The fact table exists (deployed once), as before any concurrent use."""
-    succeeded_run(database_env, "--tenant-id", ids.tenants[0], "--threshold-days", "30")
 
 
 def test_run_prints_its_run_id_and_matches_the_reference(database_env, db, ids, report_ready):

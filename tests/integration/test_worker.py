@@ -10,27 +10,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
-import pytest
 
 from runner.dbt_project import PROJECT_DIR
 
-from .report_checks import DatasetIds, dataset_ids, fact_rows
+from .report_checks import fact_rows, header
 from .runner_process import block_deals, blocked_on_lock, run_runner, runner_env, wait_until
 from .support import REPORT_RUN_TABLE, connect
 
 PERIOD_END = "2026-10-20T00:00:00Z"
-
-
-@pytest.fixture(scope="module")
-def ids(dataset, database_env) -> DatasetIds:
-    with connect(database_env["PGDATABASE"]) as conn:
-        return dataset_ids(conn)
-
-
-@pytest.fixture(scope="module")
-def report_ready(dbt, database_env, ids) -> None:
-    done = run_runner(database_env, "run", "--tenant-id", ids.tenants[0], "--threshold-days", "30")
-    assert done.returncode == 0, done.stderr
 
 
 class WorkerProcess:
@@ -78,13 +65,6 @@ def workers(
             if worker.process.poll() is None:
                 worker.process.kill()
                 worker.process.wait()
-
-
-def header(db: psycopg.Connection, run_id: str) -> dict:
-    with db.cursor(row_factory=psycopg.rows.dict_row) as cur:
-        return cur.execute(
-            f"select * from {REPORT_RUN_TABLE} where run_id = %s", (run_id,)
-        ).fetchone()
 
 
 def submit(database_env, *args: str) -> subprocess.CompletedProcess[str]:
