@@ -94,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true")
 
     sweep = commands.add_parser(
-        "sweep", help="mark FAILED the runs left IN_PROGRESS by runners that are gone"
+        "sweep",
+        help="requeue or mark FAILED the runs left IN_PROGRESS by runners and workers that are gone",
     )
     sweep.add_argument("--older-than", required=True, metavar="MINUTES")
     return parser
