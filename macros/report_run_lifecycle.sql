@@ -88,8 +88,8 @@
                 tenants.tenant_id,
                 '{{ deal_aging_report_type() }}',
                 now(),
-                {{ deal_aging_timestamp_literal(params.period_start) }},
-                {{ deal_aging_timestamp_literal(params.period_end) }},
+                cast({{ deal_aging_literal(params.period_start) }} as timestamptz),
+                cast({{ deal_aging_literal(params.period_end) }} as timestamptz),
                 '{{ tojson(input_params) | replace("'", "''") }}'::jsonb,
                 'IN_PROGRESS',
                 '{{ invocation_id }}'::uuid
@@ -104,11 +104,6 @@
         {% do adapter.commit() %}
     {% endif %}
     {{ return('') }}
-{% endmacro %}
-
-
-{% macro deal_aging_timestamp_literal(value) %}
-    {{- "null::timestamptz" if value is none else "'" ~ value.isoformat() ~ "'::timestamptz" -}}
 {% endmacro %}
 
 

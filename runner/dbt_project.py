@@ -11,7 +11,7 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 EXAMPLE_PROFILES = PROJECT_DIR / "profiles.example.yml"
 
 
-def profiles_dir_args(explicit_dir: str | None, scratch_dir: Path | None = None) -> list[str]:
+def profiles_dir_args(explicit_dir: str | None) -> list[str]:
     """The `--profiles-dir` arguments for a dbt invocation.
 
     A directory the user names (the flag, then DBT_PROFILES_DIR, which dbt reads itself) wins.
@@ -24,6 +24,6 @@ def profiles_dir_args(explicit_dir: str | None, scratch_dir: Path | None = None)
         return []
     if (PROJECT_DIR / "profiles.yml").is_file():
         return ["--profiles-dir", str(PROJECT_DIR)]
-    directory = scratch_dir or Path(tempfile.mkdtemp(prefix="deal-aging-profiles-"))
+    directory = Path(tempfile.mkdtemp(prefix="deal-aging-profiles-"))
     shutil.copyfile(EXAMPLE_PROFILES, directory / "profiles.yml")
     return ["--profiles-dir", str(directory)]

@@ -7,7 +7,6 @@ import contextlib
 import os
 import signal
 import socket
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from runner.database import connect
 from runner.dbt_invocation import DbtSettings
 from runner.errors import DatabaseUnreachable, one_line
 from runner.execute import ensure_report_run
+from runner.execute import progress as log
 from runner.report_runs import QUEUE_CHANNEL, Tables
 
 if TYPE_CHECKING:
@@ -168,7 +168,3 @@ def wait_for_notification(conn: psycopg.Connection, timeout: float) -> None:
     """Sleep until a request is queued (NOTIFY) or the timeout passes, whichever comes first."""
     for _ in conn.notifies(timeout=timeout, stop_after=1):
         pass
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
