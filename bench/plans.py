@@ -22,7 +22,6 @@ from bench.baseline import REFERENCE_QUERY
 from bench.processes import ChildRun
 
 _DELETE_TARGET = re.compile(r'delete from\s+((?:"[^"]+"\.)*"[^"]+")', re.I)
-_TEMP_SOURCE = re.compile(r'from\s+"([^"]+__dbt_tmp\d+)"', re.I)
 _CREATE_TEMP = re.compile(r'create temporary table\s+"[^"]+"\s+as\s*\((.*)\)\s*;\s*$', re.S)
 _SCAN = re.compile(
     r"(Parallel )?(Seq Scan|Index Only Scan|Index Scan|Bitmap Heap Scan|Bitmap Index Scan)"
@@ -129,48 +128,30 @@ def capture(
 def capture_deletes(database: str, run: ChildRun, out_dir: Path) -> list[Plan]:
     """EXPLAIN (ANALYZE, BUFFERS) of the deletes a runner run made, on tables full of history.
 
-    The statements come from the run's JSON debug log, as executed: each model's pre-hook delete
-    (by the invocation's runs) and the delete of dbt's delete+insert strategy, which reads a
-    temporary table of the new rows; that table is rebuilt under its logged name from the rows
-    the run left (like dbt's, never analyzed), and the run's headers are set back to IN_PROGRESS
-    as they were, inside a transaction that is rolled back.
+    The statements come from the run's JSON debug log, as executed: each model's delete of its
+    run's rows (the replace_runs strategy, the run ids written in), explained inside a
+    transaction that is rolled back.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     statements: list[tuple[str, str]] = []
-    invocation = None
     for line in run.stderr.splitlines():
         if not line.startswith("{"):
             continue
         event = json.loads(line)
-        invocation = invocation or event["info"].get("invocation_id")
         sql_text = event["data"].get("sql", "") if event["info"]["name"] == "SQLQuery" else ""
         body = re.sub(r"/\*.*?\*/", "", sql_text, flags=re.S).strip()
         node = event["data"].get("node_info", {}).get("node_name")
         if node and body.lower().startswith("delete"):
-            # dbt sends delete+insert's delete and insert as one string: the delete alone.
+            # The strategy sends its delete and insert as one string: the delete alone.
             statements.append((node, body.split(";", 1)[0].strip()))
     plans = []
     with databases.connect(database) as conn:
         for node, statement in statements:
             target = _DELETE_TARGET.search(statement)
-            temp = _TEMP_SOURCE.search(statement)
-            kind = "delete-insert-delete" if temp else "pre-hook-delete"
             with conn.transaction(force_rollback=True):
-                conn.execute(
-                    "update dyno_crm.report_run set status = 'IN_PROGRESS'"
-                    " where dbt_invocation_id = %s",
-                    (invocation,),
-                )
-                if temp and target:
-                    conn.execute(
-                        f'create temporary table "{temp.group(1)}" as select * from'
-                        f" {target.group(1)} where run_id in (select run_id from"
-                        " dyno_crm.report_run where dbt_invocation_id = %s)",
-                        (invocation,),
-                    )
                 rows = conn.execute(f"select count(*) from {target.group(1)}").fetchone()[0]
                 lines = explain(conn, statement)
-            path = out_dir / f"history-{node}-{kind}.txt"
+            path = out_dir / f"history-{node}-delete.txt"
             header = [
                 *(f"-- {line}" for line in statement.splitlines() if line.strip()),
                 f"-- as the runner ran it; {node}: {rows:,} rows, nearly all of earlier runs"
@@ -178,7 +159,7 @@ def capture_deletes(database: str, run: ChildRun, out_dir: Path) -> list[Plan]:
                 "",
             ]
             path.write_text("\n".join(header + lines) + "\n")
-            plans.append(Plan(f"{node} {kind}", "history", path, _execution_ms(lines), lines))
+            plans.append(Plan(f"{node} delete", "history", path, _execution_ms(lines), lines))
     return plans
 
 

@@ -138,19 +138,3 @@
     {{ return('') }}
 {% endmacro %}
 
-
-{#
-    delete+insert only deletes the run_ids present among the new rows, so a rerun that now finds
-    no open deals would keep its old rows. Deleting by the invocation's runs first makes a rerun
-    replace exactly its own rows, whatever it finds; it runs in the model's transaction.
-#}
-{% macro deal_aging_delete_rows_of_this_invocation() %}
-    {% if is_incremental() %}
-        delete from {{ this }}
-        where run_id in (
-            select run_id
-            from {{ deal_aging_report_run_relation() }}
-            where {{ deal_aging_runs_of_this_invocation() }}
-        )
-    {% endif %}
-{% endmacro %}

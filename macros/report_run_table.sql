@@ -45,11 +45,15 @@
         from pg_indexes
         where schemaname = '{{ relation.schema }}'
           and tablename = '{{ relation.identifier }}'
+        union all
+        select null, null, tgname
+        from pg_trigger
+        where tgrelid = to_regclass('{{ relation.render() | replace("'", "''") }}')
     {% endset %}
     {% set catalog = run_query(catalog_query) %}
     {% set existing = catalog.columns[0].values() | reject('none') | list %}
     {% set status_checks = catalog.columns[1].values() | reject('none') | list %}
-    {% set indexes = catalog.columns[2].values() | reject('none') | list %}
+    {% set named_objects = catalog.columns[2].values() | reject('none') | list %}
     {% set missing = [] %}
     {% for column in optional_columns if column not in existing %}
         {% do missing.append(column) %}
@@ -57,8 +61,9 @@
     {# Our own status check, created by an earlier version without QUEUED, is widened; a table
        another report created keeps whatever checks it has. #}
     {% set outdated_check = status_checks and 'QUEUED' not in status_checks[0] %}
-    {% set index_missing = 'ix_report_run_in_progress' not in indexes %}
-    {% if existing and not missing and not outdated_check and not index_missing %}
+    {% set objects_missing = ['ix_report_run_dbt_invocation', 'ix_report_run_tenant_generated', 'ix_report_run_queued',
+                            'trg_report_run_delete_deal_aging_deals'] | reject("in", named_objects) | list %}
+    {% if existing and not missing and not outdated_check and not objects_missing %}
         {{ return(false) }}
     {% endif %}
 
@@ -103,16 +108,38 @@
         create index if not exists ix_report_run_tenant_generated
             on {{ relation }} (tenant_id, report_type, generated_at desc);
 
-        -- The runs being computed: the report tables' incremental delete finds their rows through
-        -- it (the per_run models' incremental_predicates) instead of scanning the whole history.
-        create index if not exists ix_report_run_in_progress
-            on {{ relation }} (run_id)
-            where status = 'IN_PROGRESS';
-
         -- The queue of requests, oldest first, for the workers.
         create index if not exists ix_report_run_queued
             on {{ relation }} (report_type, generated_at)
             where status = 'QUEUED';
+
+        -- Deleting a header deletes its deal list, as the fact table's foreign key does for its
+        -- facts. The deal list has no foreign key: checked row by row it would double the cost of
+        -- a big tenant's run (see its YAML), while this costs only the rare delete of a header.
+        -- One delete per header, so each goes through the deal list's run_id index.
+        create or replace function {{ adapter.quote(relation.schema) }}.deal_aging_delete_deals_of_deleted_runs()
+        returns trigger
+        language plpgsql
+        as $$
+        declare
+            deleted_run_id uuid;
+        begin
+            if to_regclass('{{ adapter.quote(relation.schema) }}.report_deal_aging_deal') is null then
+                return null;
+            end if;
+            for deleted_run_id in select run_id from deleted_runs loop
+                delete from {{ adapter.quote(relation.schema) }}.report_deal_aging_deal
+                where run_id = deleted_run_id;
+            end loop;
+            return null;
+        end
+        $$;
+
+        create or replace trigger trg_report_run_delete_deal_aging_deals
+            after delete on {{ relation }}
+            referencing old table as deleted_runs
+            for each statement
+            execute function {{ adapter.quote(relation.schema) }}.deal_aging_delete_deals_of_deleted_runs();
     {% endcall %}
     {% do adapter.commit() %}
     {{ return(true) }}

@@ -16,6 +16,7 @@ from runner.dbt_project import PROJECT_DIR
 LIBPQ_DEFAULTS = {"PGHOST": "127.0.0.1", "PGPORT": "5432", "PGUSER": "postgres"}
 REFERENCE_QUERY = (PROJECT_DIR / "tests" / "reference" / "seed_report_query.sql").read_text()
 FACT_TABLE = "dyno_crm.report_deal_aging_fact"
+DEAL_TABLE = "dyno_crm.report_deal_aging_deal"
 REPORT_RUN_TABLE = "dyno_crm.report_run"
 
 

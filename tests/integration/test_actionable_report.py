@@ -15,9 +15,7 @@ from .report_checks import (
     oracle_rows,
 )
 from .runner_process import run_runner
-from .support import FACT_TABLE, Dbt
-
-DEAL_TABLE = "dyno_crm.report_deal_aging_deal"
+from .support import DEAL_TABLE, FACT_TABLE, Dbt
 
 
 def one_run(dbt: Dbt, db: psycopg.Connection, dbt_vars: dict) -> dict:

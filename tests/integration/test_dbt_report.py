@@ -21,7 +21,7 @@ from .report_checks import (
     fact_rows,
     runs_of_invocation,
 )
-from .support import FACT_TABLE, REPORT_RUN_TABLE, Dbt
+from .support import DEAL_TABLE, FACT_TABLE, REPORT_RUN_TABLE, Dbt
 
 PARAMETER_CASES: dict[str, Callable[[DatasetIds], dict[str, Any]]] = {
     "threshold only": lambda ids: {"threshold_days": 30},
@@ -218,10 +218,16 @@ def test_database_checks_what_must_always_hold(broken_row, dbt, db, ids):
         db.execute(f"update {FACT_TABLE} set {broken_row} where run_id = %s", (run["run_id"],))
 
 
-def test_deleting_a_header_deletes_its_facts(dbt, db, ids):
+def test_deleting_a_header_deletes_its_facts_and_deals(dbt, db, ids):
     [run] = run_report(dbt, db, {"tenant_id": ids.tenants[0], "threshold_days": 30})
+    [other] = run_report(dbt, db, {"tenant_id": ids.tenants[0], "threshold_days": 30})
+    deals_of = f"select count(*) from {DEAL_TABLE} where run_id = %s"
+    assert db.execute(deals_of, (run["run_id"],)).fetchone()[0] > 0
     db.execute(f"delete from {REPORT_RUN_TABLE} where run_id = %s", (run["run_id"],))
     assert fact_rows(db, run["run_id"]) == []
+    assert db.execute(deals_of, (run["run_id"],)).fetchone()[0] == 0
+    assert fact_rows(db, other["run_id"]) != []
+    assert db.execute(deals_of, (other["run_id"],)).fetchone()[0] > 0
 
 
 def test_a_failing_model_fails_the_run_and_leaves_no_facts(dbt, db, ids):

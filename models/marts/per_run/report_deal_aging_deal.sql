@@ -1,11 +1,3 @@
-{{
-    config(
-        indexes=[
-            {'columns': ['tenant_id', 'owned_by_user_id']},
-        ],
-    )
-}}
-
 with
 
 current_deals as (

@@ -1,24 +1,10 @@
-with
+select
+    id as deal_stage_state_id,
+    tenant_id,
+    deal_id,
+    pipeline_stage_id,
+    entered_at as stage_entered_at,
+    exited_at as stage_exited_at,
+    is_current
 
-source as (
-
-    select * from {{ source('dyno_crm', 'deal_pipeline_stage_state') }}
-
-),
-
-renamed as (
-
-    select
-        id as deal_stage_state_id,
-        tenant_id,
-        deal_id,
-        pipeline_stage_id,
-        entered_at as stage_entered_at,
-        exited_at as stage_exited_at,
-        is_current
-
-    from source
-
-)
-
-select * from renamed
+from {{ source('dyno_crm', 'deal_pipeline_stage_state') }}

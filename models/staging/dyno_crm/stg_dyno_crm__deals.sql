@@ -1,3 +1,4 @@
+{#- Keeps its WITH on purpose, unlike the other staging models: dbt_project.yml says why. -#}
 with
 
 source as (

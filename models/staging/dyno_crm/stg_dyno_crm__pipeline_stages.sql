@@ -1,23 +1,9 @@
-with
+select
+    id as pipeline_stage_id,
+    tenant_id,
+    pipeline_id,
+    name as stage_name,
+    display_order as stage_display_order,
+    stage_state
 
-source as (
-
-    select * from {{ source('dyno_crm', 'pipeline_stage') }}
-
-),
-
-renamed as (
-
-    select
-        id as pipeline_stage_id,
-        tenant_id,
-        pipeline_id,
-        name as stage_name,
-        display_order as stage_display_order,
-        stage_state
-
-    from source
-
-)
-
-select * from renamed
+from {{ source('dyno_crm', 'pipeline_stage') }}

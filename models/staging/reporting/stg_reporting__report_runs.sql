@@ -1,34 +1,20 @@
-with
+select
+    run_id,
+    tenant_id,
+    report_type,
+    generated_at,
+    period_start,
+    period_end,
+    status as run_status,
+    finished_at,
+    error_message,
+    dbt_invocation_id,
+    cast(input_params ->> 'threshold_days' as integer) as threshold_days,
+    cast(input_params ->> 'cycle_threshold_days' as integer) as cycle_threshold_days,
+    cast(input_params ->> 'pipeline_id' as uuid) as pipeline_id,
+    cast(input_params ->> 'stage_id' as uuid) as stage_id,
+    cast(input_params ->> 'principal_type' as varchar(5)) as principal_type,
+    cast(input_params ->> 'principal_id' as uuid) as principal_id,
+    cast(input_params ->> 'breakdown' as varchar(16)) as breakdown
 
-source as (
-
-    select * from {{ source('reporting', 'report_run') }}
-
-),
-
-renamed as (
-
-    select
-        run_id,
-        tenant_id,
-        report_type,
-        generated_at,
-        period_start,
-        period_end,
-        status as run_status,
-        finished_at,
-        error_message,
-        dbt_invocation_id,
-        cast(input_params ->> 'threshold_days' as integer) as threshold_days,
-        cast(input_params ->> 'cycle_threshold_days' as integer) as cycle_threshold_days,
-        cast(input_params ->> 'pipeline_id' as uuid) as pipeline_id,
-        cast(input_params ->> 'stage_id' as uuid) as stage_id,
-        cast(input_params ->> 'principal_type' as varchar(5)) as principal_type,
-        cast(input_params ->> 'principal_id' as uuid) as principal_id,
-        cast(input_params ->> 'breakdown' as varchar(16)) as breakdown
-
-    from source
-
-)
-
-select * from renamed
+from {{ source('reporting', 'report_run') }}

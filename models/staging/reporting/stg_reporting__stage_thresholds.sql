@@ -7,31 +7,22 @@
     identifier=stage_threshold.identifier,
 ) is not none -%}
 
-with
+{% if exists %}
 
-source as (
+select
+    tenant_id,
+    pipeline_stage_id,
+    cast(threshold_days as integer) as threshold_days
 
-    {% if exists %}
-        select * from {{ stage_threshold }}
-    {% else %}
-        select
-            cast(null as uuid) as tenant_id,
-            cast(null as uuid) as pipeline_stage_id,
-            cast(null as integer) as threshold_days
-        where false
-    {% endif %}
+from {{ stage_threshold }}
 
-),
+{% else %}
 
-renamed as (
+select
+    cast(null as uuid) as tenant_id,
+    cast(null as uuid) as pipeline_stage_id,
+    cast(null as integer) as threshold_days
 
-    select
-        tenant_id,
-        pipeline_stage_id,
-        cast(threshold_days as integer) as threshold_days
+where false
 
-    from source
-
-)
-
-select * from renamed
+{% endif %}
