@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from uuid import UUID
 
+from runner import cte_injection
 from runner.dbt_project import PROJECT_DIR, profiles_dir_args
 from runner.errors import RunnerError, one_line
 from runner.signals import interruption_reason
@@ -120,6 +121,8 @@ def _vars(source_schema: str | None) -> list[str]:
 def _invoke(args: list[str], manifest: Manifest | None = None) -> dbtRunnerResult:
     # Imported here: importing dbt takes over a second, which bad input and `list` need not wait.
     from dbt.cli.main import dbtRunner
+
+    cte_injection.install()
 
     # dbt logs to stdout; the runner's stdout is for its result alone.
     with contextlib.redirect_stdout(sys.stderr):

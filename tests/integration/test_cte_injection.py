@@ -1,0 +1,82 @@
+"""The runner's injection of ephemeral models gives exactly dbt's SQL (runner/cte_injection.py)."""
+
+from __future__ import annotations
+
+from dbt import compilation
+from dbt.cli.main import dbtRunner
+from dbt.contracts.graph.nodes import InjectedCTE
+
+from runner import cte_injection
+
+from .support import Dbt
+
+CTES = [
+    InjectedCTE(id="model.p.a", sql=" __dbt__cte__a as (\nselect 1 as x\n)"),
+    InjectedCTE(id="model.p.b", sql=" __dbt__cte__b as (\nselect * from __dbt__cte__a\n)"),
+]
+# Whatever the runner may have installed, dbt's own function.
+DBT_INJECT = getattr(
+    compilation.inject_ctes_into_sql, "deal_aging_fallback", compilation.inject_ctes_into_sql
+)
+
+
+def _fallbacks(sql: str) -> bool:
+    """Whether the runner's injection hands `sql` to dbt, and gives dbt's SQL either way."""
+    handed_over = []
+
+    def fallback(text, ctes):
+        handed_over.append(text)
+        return DBT_INJECT(text, ctes)
+
+    assert cte_injection.inject_ctes(sql, CTES, fallback) == DBT_INJECT(sql, CTES)
+    return bool(handed_over)
+
+
+def test_sql_starting_with_with_is_spliced_as_dbt_does():
+    for sql in [
+        "with\n\nfinal as (\n    select 1\n)\n\nselect * from final",
+        "\n\n  WITH final as (select 1) select * from final",
+        "-- a comment\nwith final as (select 1) select * from final",
+        "/* a\nblock */ with final as (select 1) select * from final",
+        "with -- why\nfinal as (select 1) select * from final",
+    ]:
+        assert not _fallbacks(sql), sql
+
+
+def test_anything_else_goes_to_dbt():
+    for sql in [
+        "select * from __dbt__cte__a",
+        "with recursive r as (select 1) select * from r",
+        "with_x as (select 1)",
+        "select 1 as x -- with",
+    ]:
+        assert _fallbacks(sql), sql
+
+
+def test_every_model_of_the_project_gets_dbt_s_sql(dbt: Dbt, report_ready):
+    """Compiles the report's models, then injects each node's CTEs both ways."""
+    parsed = dbtRunner().invoke(["parse", *dbt.project_args, "--quiet"])
+    assert parsed.success, parsed.exception
+    manifest = parsed.result
+    compiled = dbtRunner(manifest=manifest).invoke(
+        ["compile", "--select", "tag:report_run", *dbt.project_args, "--quiet"]
+    )
+    assert compiled.success, compiled.exception
+    checked = []
+    for node in manifest.nodes.values():
+        pre_injected = getattr(node, "_pre_injected_sql", None)
+        if pre_injected and node.extra_ctes:
+            spliced = cte_injection.inject_ctes(pre_injected, node.extra_ctes, _no_fallback)
+            assert spliced == DBT_INJECT(pre_injected, node.extra_ctes), node.name
+            checked.append(node.name)
+    assert set(checked) >= {
+        "int_deal_aging_params",
+        "int_deal_aging_as_of",
+        "int_deal_aging_current_deals",
+        "report_deal_aging_fact",
+        "report_deal_aging_deal",
+    }
+
+
+def _no_fallback(sql, ctes):
+    raise AssertionError(f"the project's model went to dbt's injection: {sql[:80]!r}")
