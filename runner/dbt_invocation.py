@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from uuid import UUID
 
-from runner import cte_injection
+from runner import dbt_compilation
 from runner.dbt_project import PROJECT_DIR, profiles_dir_args
 from runner.errors import RunnerError, one_line
 from runner.signals import interruption_reason
@@ -122,7 +122,7 @@ def _invoke(args: list[str], manifest: Manifest | None = None) -> dbtRunnerResul
     # Imported here: importing dbt takes over a second, which bad input and `list` need not wait.
     from dbt.cli.main import dbtRunner
 
-    cte_injection.install()
+    dbt_compilation.install()
 
     # dbt logs to stdout; the runner's stdout is for its result alone.
     with contextlib.redirect_stdout(sys.stderr):

@@ -1,12 +1,15 @@
-"""The runner's injection of ephemeral models gives exactly dbt's SQL (runner/cte_injection.py)."""
+"""The runner's changes to dbt's compiler (runner/dbt_compilation.py): the same SQL as dbt's own
+injection of ephemeral models, and each node compiled once however many threads run."""
 
 from __future__ import annotations
+
+from collections import Counter
 
 from dbt import compilation
 from dbt.cli.main import dbtRunner
 from dbt.contracts.graph.nodes import InjectedCTE
 
-from runner import cte_injection
+from runner import dbt_compilation
 
 from .support import Dbt
 
@@ -28,7 +31,7 @@ def _fallbacks(sql: str) -> bool:
         handed_over.append(text)
         return DBT_INJECT(text, ctes)
 
-    assert cte_injection.inject_ctes(sql, CTES, fallback) == DBT_INJECT(sql, CTES)
+    assert dbt_compilation.inject_ctes(sql, CTES, fallback) == DBT_INJECT(sql, CTES)
     return bool(handed_over)
 
 
@@ -66,7 +69,7 @@ def test_every_model_of_the_project_gets_dbt_s_sql(dbt: Dbt, report_ready):
     for node in manifest.nodes.values():
         pre_injected = getattr(node, "_pre_injected_sql", None)
         if pre_injected and node.extra_ctes:
-            spliced = cte_injection.inject_ctes(pre_injected, node.extra_ctes, _no_fallback)
+            spliced = dbt_compilation.inject_ctes(pre_injected, node.extra_ctes, _no_fallback)
             assert spliced == DBT_INJECT(pre_injected, node.extra_ctes), node.name
             checked.append(node.name)
     assert set(checked) >= {
@@ -80,3 +83,22 @@ def test_every_model_of_the_project_gets_dbt_s_sql(dbt: Dbt, report_ready):
 
 def _no_fallback(sql, ctes):
     raise AssertionError(f"the project's model went to dbt's injection: {sql[:80]!r}")
+
+
+def test_two_threads_compile_the_shared_parents_once(dbt: Dbt, report_ready, monkeypatch):
+    dbt_compilation.install()
+    compiled = Counter()
+    compile_code = compilation.Compiler._compile_code
+
+    def counting(self, node, *args, **kwargs):
+        compiled[node.name] += 1
+        return compile_code(self, node, *args, **kwargs)
+
+    monkeypatch.setattr(compilation.Compiler, "_compile_code", counting)
+    result = dbtRunner().invoke(
+        ["compile", "--select", "tag:report_run", "--threads", "4", *dbt.project_args, "--quiet"]
+    )
+    assert result.success, result.exception
+    assert compiled["int_deal_aging_current_deals"] == 1
+    assert compiled["report_deal_aging_fact"] == compiled["report_deal_aging_deal"] == 1
+    assert set(compiled.values()) == {1}, compiled
