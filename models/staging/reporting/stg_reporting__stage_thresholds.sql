@@ -9,20 +9,20 @@
 
 {% if exists %}
 
-select
-    tenant_id,
-    pipeline_stage_id,
-    cast(threshold_days as integer) as threshold_days
+    select
+        tenant_id,
+        pipeline_stage_id,
+        cast(threshold_days as integer) as threshold_days
 
-from {{ stage_threshold }}
+    from {{ stage_threshold }}
 
 {% else %}
 
-select
-    cast(null as uuid) as tenant_id,
-    cast(null as uuid) as pipeline_stage_id,
-    cast(null as integer) as threshold_days
+    select
+        cast(null as uuid) as tenant_id,
+        cast(null as uuid) as pipeline_stage_id,
+        cast(null as integer) as threshold_days
 
-where false
+    where false
 
 {% endif %}
