@@ -56,12 +56,11 @@ def tenants(conn: psycopg.Connection) -> list[uuid.UUID]:
     return [tenant_id for (tenant_id,) in rows]
 
 
-def run_tenant(
-    conn: psycopg.Connection, query: str, insert: sql.Composed, tenant_id: uuid.UUID, days: int
-) -> int:
-    params = {
+def reference_params(tenant_id: uuid.UUID, threshold_days: int = 30) -> dict[str, object]:
+    """The reference query's placeholders for a plain run of one tenant, as of now."""
+    return {
         "tenant_id": tenant_id,
-        "threshold_days": days,
+        "threshold_days": threshold_days,
         "cycle_threshold_days": None,
         "period_start": None,
         "period_end": None,
@@ -71,6 +70,12 @@ def run_tenant(
         "stage_id": None,
         "now": datetime.now(UTC),
     }
+
+
+def run_tenant(
+    conn: psycopg.Connection, query: str, insert: sql.Composed, tenant_id: uuid.UUID, days: int
+) -> int:
+    params = reference_params(tenant_id, days)
     run_id = uuid.uuid4()
     with conn.transaction():
         rows = conn.execute(query, params).fetchall()

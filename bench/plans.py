@@ -18,7 +18,7 @@ from uuid import UUID
 import psycopg
 
 from bench import databases
-from bench.baseline import REFERENCE_QUERY
+from bench.baseline import REFERENCE_QUERY, reference_params
 from bench.processes import ChildRun
 
 _DELETE_TARGET = re.compile(r'delete from\s+((?:"[^"]+"\.)*"[^"]+")', re.I)
@@ -74,21 +74,6 @@ def executed_selects(run: ChildRun) -> dict[str, str]:
         if match and node:
             selects[node] = match.group(1)
     return selects
-
-
-def reference_params(tenant: UUID) -> dict[str, object]:
-    return {
-        "tenant_id": tenant,
-        "threshold_days": 30,
-        "cycle_threshold_days": None,
-        "period_start": None,
-        "period_end": None,
-        "pipeline_id": None,
-        "principal_type": None,
-        "principal_id": None,
-        "stage_id": None,
-        "now": datetime.now(UTC),
-    }
 
 
 def explain(conn: psycopg.Connection, query: str, params: object = None) -> list[str]:
