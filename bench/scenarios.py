@@ -81,26 +81,25 @@ def one_tenant(
     s: Setting, key: str, tenant: Tenant, label: str, warmups: int, target: float | None
 ) -> Row:
     s.say(f"{key}: one tenant, {label} ({tenant.deals:,} deals): runner vs baseline")
-    pairs = measure(
+    pairs = _runner_against_baseline(s, tenant, warmups)
+    return Row(key, f"one tenant, {label} ({tenant.deals:,} deals)", pairs, target)
+
+
+def all_tenants(s: Setting, key: str, warmups: int) -> Row:
+    s.say(f"{key}: every tenant ({s.tenants}), one invocation: runner vs baseline")
+    pairs = _runner_against_baseline(s, None, warmups)
+    return Row(key, f"every tenant ({s.tenants}) at night", pairs, 1.1)
+
+
+def _runner_against_baseline(s: Setting, tenant: Tenant | None, warmups: int) -> Pairs:
+    """Both sides on the big database, for one tenant or (None) every tenant."""
+    return measure(
         runner_side(s, s.big_db, tenant),
         baseline_side(s, s.big_db, tenant),
         s.pairs,
         warmups,
         s.say,
     )
-    return Row(key, f"one tenant, {label} ({tenant.deals:,} deals)", pairs, target)
-
-
-def all_tenants(s: Setting, key: str, warmups: int) -> Row:
-    s.say(f"{key}: every tenant ({s.tenants}), one invocation: runner vs baseline")
-    pairs = measure(
-        runner_side(s, s.big_db, None),
-        baseline_side(s, s.big_db, None),
-        s.pairs,
-        warmups,
-        s.say,
-    )
-    return Row(key, f"every tenant ({s.tenants}) at night", pairs, 1.1)
 
 
 def tenant_not_table(s: Setting, key: str) -> Row:
