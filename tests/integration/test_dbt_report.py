@@ -244,6 +244,25 @@ def test_a_failing_model_fails_the_run_and_leaves_no_facts(dbt, db, ids):
     assert fact_rows(db, run["run_id"]) == []
 
 
+@pytest.mark.parametrize("table", [FACT_TABLE, DEAL_TABLE])
+def test_a_table_out_of_step_with_its_model_fails_the_run_and_keeps_its_rows(table, dbt, db, ids):
+    [earlier] = run_report(dbt, db, {"tenant_id": ids.tenants[0], "threshold_days": 30})
+    rows_before = count(db, table)
+    db.execute(f"alter table {table} add column added_by_hand text")
+    try:
+        result = dbt.run({"tenant_id": ids.tenants[0], "threshold_days": 30})
+    finally:
+        db.execute(f"alter table {table} drop column added_by_hand")
+
+    assert not result.success
+    [run] = runs_of_invocation(db, get_invocation_id())
+    assert run["status"] == "FAILED"
+    assert "out of sync" in run["error_message"]
+    assert count(db, table) == rows_before
+    assert fact_rows(db, run["run_id"]) == []
+    assert fact_rows(db, earlier["run_id"]) != []
+
+
 BAD_VARS = {
     "tenant_id not a uuid": ({"tenant_id": "acme"}, "Invalid var tenant_id"),
     "quote in a uuid": (
