@@ -86,13 +86,23 @@ def synthesize(database: str, runs: int, template: UUID, schema: str = "dyno_crm
                 (template,),
             )
         conn.commit()
-    with databases.connect(database, autocommit=True) as conn:
+    settle(database, schema)
+    with databases.connect(database) as conn:
         counts = {}
         for table in tables:
-            conn.execute(sql.SQL("vacuum (analyze) {}").format(sql.Identifier(schema, table)))
             query = sql.SQL("select count(*) from {}").format(sql.Identifier(schema, table))
             counts[table] = conn.execute(query).fetchone()[0]
     return History(runs=runs, rows=counts)
+
+
+def settle(database: str, schema: str = "dyno_crm") -> None:
+    """Vacuum and analyze report_run and the tables keyed by run_id, as autovacuum keeps them on
+    a live server. This machine's server runs with autovacuum off: never analyzed, report_run
+    once led the planner to read a tenant's whole history once per deal (171 ms instead of 13 ms
+    for a 2,000-deal tenant after 1,230 runs)."""
+    with databases.connect(database, autocommit=True) as conn:
+        for table in [REPORT_RUN, *run_tables(conn, schema)]:
+            conn.execute(sql.SQL("vacuum (analyze) {}").format(sql.Identifier(schema, table)))
 
 
 def truncate_runs(database: str, schema: str = "dyno_crm") -> None:

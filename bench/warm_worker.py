@@ -24,6 +24,7 @@ from uuid import UUID
 
 import psycopg
 
+from bench.history import settle
 from bench.scenarios import ensure_baseline_table
 from runner.dbt_invocation import DbtSettings
 from runner.execute import RunRequest, ensure_report_run
@@ -124,6 +125,7 @@ def pairs(
     warm, raw = [], []
     request_through_worker(conn, tenant, days)  # the worker's first run pays for its caches
     ensure_baseline_table(database)  # a copy of the fact table, which that run made if missing
+    settle(database)
     for _ in range(count):
         warm.append(request_through_worker(conn, tenant, days))
         raw.append(baseline(database, tenant, days))
@@ -172,6 +174,23 @@ def exactly_once(conn, run_ids: list[UUID], logs: list[Path]) -> str:
     )
 
 
+def dbt_seconds_trend(logs: list[Path], window: int = 20) -> str:
+    """Each worker's mean dbt time over its first and its last requests: a worker that keeps dbt
+    loaded must not slow down as it serves (dbt-adapters' growing flag list once made it)."""
+    trends = []
+    for log in logs:
+        seconds = [
+            float(field.removeprefix("dbt=").removesuffix("s"))
+            for line in log.read_text().splitlines()
+            for field in line.split()
+            if field.startswith("dbt=")
+        ]
+        if len(seconds) >= 2 * window:
+            first, last = seconds[:window], seconds[-window:]
+            trends.append(f"{statistics.mean(first):.3f} -> {statistics.mean(last):.3f} s")
+    return ", ".join(trends) or "too few requests per worker"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.update(environment(args.database))
@@ -189,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
                     f" baseline {r:.3f} s (min {min(raw):.3f}); over the baseline {w - r:+.3f} s,"
                     f" ratio {w / r:.2f}x ({args.pairs} pairs, medians)"
                 )
+        settle(args.database)
         with workers(args.database, 2) as logs:
             seconds, run_ids = throughput(conn, small, args.threshold_days, args.queue)
             print(
@@ -196,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
                 f" {args.queue / seconds:.2f} runs/s"
             )
             print("exactly once: " + exactly_once(conn, run_ids, logs))
+            print(
+                "dbt time per request, first 20 -> last 20, per worker: " + dbt_seconds_trend(logs)
+            )
     print(f"load average after: {os.getloadavg()}")
     return 0
 

@@ -1,0 +1,24 @@
+"""The runner's in-process dbt (runner/dbt_invocation.py) invoked again and again in one process,
+as a warm worker does."""
+
+from __future__ import annotations
+
+import shutil
+
+from dbt.adapters.base import impl
+
+from runner import dbt_invocation
+from runner.dbt_invocation import DbtSettings
+from runner.dbt_project import EXAMPLE_PROFILES
+
+
+def test_invocations_leave_dbt_s_default_behavior_flags_as_they_found_them(tmp_path, database_env):
+    shutil.copyfile(EXAMPLE_PROFILES, tmp_path / "profiles.yml")
+    settings = DbtSettings(profiles_dir=str(tmp_path))
+    defaults = impl.DEFAULT_BASE_BEHAVIOR_FLAGS
+    as_found = list(defaults)
+
+    for _ in range(3):
+        assert dbt_invocation.run_operation(settings, "deal_aging_ensure_report_run").success
+
+    assert defaults == as_found
