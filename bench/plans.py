@@ -22,7 +22,9 @@ from bench.baseline import REFERENCE_QUERY, reference_params
 from bench.processes import ChildRun
 
 _DELETE_TARGET = re.compile(r'delete from\s+((?:"[^"]+"\.)*"[^"]+")', re.I)
-_CREATE_TEMP = re.compile(r'create temporary table\s+"[^"]+"\s+as\s*\((.*)\)\s*;\s*$', re.S)
+_CREATE_TEMP = re.compile(
+    r'create temporary (?:view|table)\s+"[^"]+"\s+as\s*\((.*)\)\s*;\s*$', re.S
+)
 _SCAN = re.compile(
     r"(Parallel )?(Seq Scan|Index Only Scan|Index Scan|Bitmap Heap Scan|Bitmap Index Scan)"
     r"(?: using (\S+))? on (\S+).*?actual time=\S+ rows=(\d+) loops=(\d+)"
@@ -59,8 +61,9 @@ def executed_selects(run: ChildRun) -> dict[str, str]:
     """The SELECT each model of a runner run executed, by model name.
 
     From the run's JSON debug log (--verbose, DBT_LOG_FORMAT=json): dbt's incremental
-    materialization computes a model with `create temporary table ... as (<select>)`, and the
-    select is exactly what the run planned, parameters compiled in.
+    materialization first puts a model's select into a temporary relation, `create temporary
+    view ... as (<select>)` for the replace_runs models (a table for other strategies), and that
+    select is exactly what the run executed, parameters compiled in.
     """
     selects = {}
     for line in run.stderr.splitlines():

@@ -40,6 +40,11 @@ def test_smoke_benchmark_prints_its_table_and_cleans_up():
             assert any(line.startswith(key) for line in table.splitlines()), (key, table)
         assert "Memory (peak RSS" in table
         assert "Where a runner run's time goes" in table
+        plans = table.split("Plans (EXPLAIN ANALYZE")[1]
+        explained = {tuple(line.split()[:2]) for line in plans.splitlines() if line.strip()}
+        for tenant in ("small", "big"):
+            for query in ("seed-reference", "report_deal_aging_fact", "report_deal_aging_deal"):
+                assert (tenant, query) in explained, (tenant, query, plans)
         assert bench_databases(name) == []
     finally:
         for database in (name, f"{name}_small", f"{name}_history"):
