@@ -34,6 +34,7 @@ from runner.report_runs import Tables
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 POLL_SECONDS = 0.005
+TREND_WINDOW = 20  # requests averaged at each end of a worker's log
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -174,7 +175,7 @@ def exactly_once(conn, run_ids: list[UUID], logs: list[Path]) -> str:
     )
 
 
-def dbt_seconds_trend(logs: list[Path], window: int = 20) -> str:
+def dbt_seconds_trend(logs: list[Path], window: int) -> str:
     """Each worker's mean dbt time over its first and its last requests: a worker that keeps dbt
     loaded must not slow down as it serves (dbt-adapters' growing flag list once made it)."""
     trends = []
@@ -217,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             print("exactly once: " + exactly_once(conn, run_ids, logs))
             print(
-                "dbt time per request, first 20 -> last 20, per worker: " + dbt_seconds_trend(logs)
+                f"dbt time per request, first {TREND_WINDOW} -> last {TREND_WINDOW}, per worker: "
+                + dbt_seconds_trend(logs, TREND_WINDOW)
             )
     print(f"load average after: {os.getloadavg()}")
     return 0
