@@ -6,12 +6,12 @@ import argparse
 import sys
 from typing import Any
 
-from runner import queue, render, report_runs
+from runner import queue, render, report_runs, retention
 from runner.database import connect
 from runner.dbt_invocation import DbtSettings
 from runner.errors import BadInput, RunFailed, RunnerError
 from runner.execute import RunRequest, ensure_report_run, execute_runs
-from runner.params import build_params, optional, parse_day_count, parse_uuid
+from runner.params import build_params, optional, parse_count, parse_uuid
 from runner.report_runs import Tables
 from runner.worker import Worker, WorkerSettings
 
@@ -98,6 +98,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="requeue or mark FAILED the runs left IN_PROGRESS by runners and workers that are gone",
     )
     sweep.add_argument("--older-than", required=True, metavar="MINUTES")
+
+    prune = commands.add_parser(
+        "prune",
+        help="delete finished runs older than DAYS with their rows, keeping each tenant's latest",
+    )
+    prune.add_argument("--older-than-days", required=True, metavar="DAYS")
+    prune.add_argument(
+        "--keep-latest",
+        default="1",
+        metavar="N",
+        help="SUCCEEDED runs of each tenant kept however old (default 1: the dashboards' latest)",
+    )
+    prune.add_argument("--tenant-id", metavar="UUID", help="prune this tenant's runs only")
+    prune.add_argument("--dry-run", action="store_true", help="print what would go, delete nothing")
     return parser
 
 
@@ -250,7 +264,7 @@ def _seconds(option: str, text: str) -> float:
 
 def cmd_list(args: argparse.Namespace) -> int:
     tenant_id = optional(parse_uuid, "--tenant-id", args.tenant_id)
-    limit = parse_day_count("--limit", args.limit)
+    limit = parse_count("--limit", args.limit, "runs")
     with connect() as conn:
         runs = report_runs.list_runs(conn, Tables.from_environment(), tenant_id, args.status, limit)
     print(render.to_json(runs) if args.json else render.runs_table(runs))
@@ -282,7 +296,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    minutes = parse_day_count("--older-than", args.older_than)
+    minutes = parse_count("--older-than", args.older_than, "minutes")
     with connect() as conn:
         swept = report_runs.sweep(conn, Tables.from_environment(), minutes)
     for run_id in [*swept.failed, *swept.requeued]:
@@ -290,6 +304,27 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(
         f"{len(swept.failed)} abandoned run(s) marked FAILED,"
         f" {len(swept.requeued)} queued request(s) requeued",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    policy = retention.Retention(
+        older_than_days=parse_count("--older-than-days", args.older_than_days, "days"),
+        keep_latest=parse_count("--keep-latest", args.keep_latest, "runs"),
+        tenant_id=optional(parse_uuid, "--tenant-id", args.tenant_id),
+    )
+    tables = Tables.from_environment()
+    with connect() as conn:
+        candidates = retention.prunable_runs(conn, tables, policy)
+        pruned = candidates if args.dry_run else retention.prune(conn, tables, candidates)
+    for run_id in pruned:
+        print(run_id)
+    print(
+        f"{len(pruned)} finished run(s) older than {policy.older_than_days} days"
+        f" {'would be' if args.dry_run else 'were'} deleted with their rows;"
+        f" the latest {policy.keep_latest} SUCCEEDED run(s) of each tenant are kept",
         file=sys.stderr,
     )
     return 0
@@ -308,4 +343,5 @@ COMMANDS = {
     "list": cmd_list,
     "show": cmd_show,
     "sweep": cmd_sweep,
+    "prune": cmd_prune,
 }

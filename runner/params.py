@@ -13,8 +13,8 @@ from runner.errors import BadInput
 T = TypeVar("T")
 PRINCIPAL_TYPES = ("USER", "GROUP")
 BREAKDOWNS = ("owner",)
-# PostgreSQL's largest integer: the header and the fact table store day counts as integer.
-MAX_DAYS = 2_147_483_647
+# PostgreSQL's largest integer: day counts are stored as integer, and counts are compared with one.
+MAX_INTEGER = 2_147_483_647
 
 
 @dataclass(frozen=True)
@@ -66,8 +66,13 @@ def parse_uuid(option: str, text: str) -> UUID:
 
 
 def parse_day_count(option: str, text: str) -> int:
-    if not text.isascii() or not text.isdigit() or int(text) > MAX_DAYS:
-        raise BadInput(f"{option}: expected a whole number of days, 0 or more, got {text!r}")
+    return parse_count(option, text, "days")
+
+
+def parse_count(option: str, text: str, unit: str) -> int:
+    """A whole number of `unit`, 0 or more, that PostgreSQL's integer holds."""
+    if not text.isascii() or not text.isdigit() or int(text) > MAX_INTEGER:
+        raise BadInput(f"{option}: expected a whole number of {unit}, 0 or more, got {text!r}")
     return int(text)
 
 

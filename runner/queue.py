@@ -13,9 +13,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from runner.execute import RunRequest
-from runner.report_runs import QUEUE_CHANNEL, REPORT_TYPE, Tables, liveness_key
-
-FINISHED = ("SUCCEEDED", "FAILED")
+from runner.report_runs import FINISHED, QUEUE_CHANNEL, REPORT_TYPE, Tables, liveness_key
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,8 @@ from runner.errors import BadInput
 REPORT_TYPE = "deal_aging"
 # Workers listen here for new requests; `submit` and requeues notify.
 QUEUE_CHANNEL = "deal_aging_queue"
+# The statuses a run ends in.
+FINISHED = ("SUCCEEDED", "FAILED")
 # A request whose worker died this many times ends FAILED instead of queueing again.
 MAX_ATTEMPTS = 3
 # The columns the runner relies on; when any is missing, the dbt macro completes the table.
