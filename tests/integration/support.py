@@ -20,6 +20,14 @@ DEAL_TABLE = "dyno_crm.report_deal_aging_deal"
 REPORT_RUN_TABLE = "dyno_crm.report_run"
 
 
+def row_counts(db: psycopg.Connection) -> tuple[int, ...]:
+    """Rows of the headers and of every run-keyed table: unchanged when nothing was written."""
+    return tuple(
+        db.execute(f"select count(*) from {table}").fetchone()[0]
+        for table in (REPORT_RUN_TABLE, FACT_TABLE, DEAL_TABLE)
+    )
+
+
 def server_env() -> dict[str, str]:
     """The libpq settings of the server under test, with the local defaults."""
     env = {name: os.environ.get(name, default) for name, default in LIBPQ_DEFAULTS.items()}

@@ -10,7 +10,7 @@ import pytest
 
 from .report_checks import fact_rows, header
 from .runner_process import run_runner
-from .support import DEAL_TABLE, FACT_TABLE, REPORT_RUN_TABLE
+from .support import DEAL_TABLE, REPORT_RUN_TABLE, row_counts
 
 
 def new_run(database_env, command: str, tenant_id: str) -> str:
@@ -98,17 +98,10 @@ def test_dry_run_lists_the_runs_and_deletes_nothing(database_env, db, ids, repor
     ],
 )
 def test_bad_input_exits_2_and_deletes_nothing(args, database_env, db, report_ready):
-    before = [
-        db.execute(f"select count(*) from {table}").fetchone()[0]
-        for table in (REPORT_RUN_TABLE, FACT_TABLE, DEAL_TABLE)
-    ]
+    before = row_counts(db)
 
     done = run_runner(database_env, "prune", *args)
 
     assert done.returncode == 2
     assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1
-    after = [
-        db.execute(f"select count(*) from {table}").fetchone()[0]
-        for table in (REPORT_RUN_TABLE, FACT_TABLE, DEAL_TABLE)
-    ]
-    assert after == before
+    assert row_counts(db) == before

@@ -12,16 +12,9 @@ import pytest
 
 from .report_checks import assert_run_matches_oracle, fact_rows, header
 from .runner_process import block_deals, blocked_on_lock, run_runner, start_runner, wait_until
-from .support import FACT_TABLE, REPORT_RUN_TABLE
+from .support import FACT_TABLE, REPORT_RUN_TABLE, row_counts
 
 PERIOD_END = "2026-10-15T00:00:00Z"
-
-
-def counts(db: psycopg.Connection) -> tuple[int, int]:
-    return (
-        db.execute(f"select count(*) from {REPORT_RUN_TABLE}").fetchone()[0],
-        db.execute(f"select count(*) from {FACT_TABLE}").fetchone()[0],
-    )
 
 
 def succeeded_run(database_env, *args: str) -> str:
@@ -142,19 +135,19 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(
     args, message = BAD_INPUT[case]
     if "--tenant-id" not in args:
         args = ["--tenant-id", ids.tenants[0], *args]
-    before = counts(db)
+    before = row_counts(db)
 
     done = run_runner(database_env, "run", *args)
 
     assert done.returncode == 2
     assert done.stdout == ""
     assert len(done.stderr.splitlines()) == 1 and message in done.stderr
-    assert counts(db) == before
+    assert row_counts(db) == before
 
 
 def test_retry_of_another_tenants_run_is_bad_input(database_env, db, ids, report_ready):
     run_id = succeeded_run(database_env, "--tenant-id", ids.tenants[0], "--threshold-days", "30")
-    before, facts = counts(db), fact_rows(db, run_id)
+    before, facts = row_counts(db), fact_rows(db, run_id)
 
     done = run_runner(
         database_env,
@@ -168,7 +161,7 @@ def test_retry_of_another_tenants_run_is_bad_input(database_env, db, ids, report
     )
 
     assert done.returncode == 2 and "not a deal_aging run of tenant" in done.stderr
-    assert counts(db) == before and fact_rows(db, run_id) == facts
+    assert row_counts(db) == before and fact_rows(db, run_id) == facts
 
 
 def test_unreachable_database_exits_1_naming_host_and_port(database_env, ids):
