@@ -4,11 +4,13 @@
     (so a rerun that now finds no deal keeps none of its old rows), then inserts the new rows.
 
     The run ids are written into the delete as literals (read from the headers and validated,
-    deal_aging_invocation_runs). PostgreSQL then estimates a new run's rows from the statistics
-    (none) and deletes through the table's run_id index. Read from a subquery or an array the ids
-    are unknown when the delete is planned, and while the history holds few runs of many rows
-    each, the estimate makes it scan the whole table: 0.5 s over 10 runs of a 300,000-deal
-    tenant, growing with every run (measured).
+    deal_aging_invocation_runs), so PostgreSQL plans the delete from its statistics and the run_id
+    index (docs/decisions/plan-constants.md).
+
+    One run's data must never fail another's (docs/decisions/per-run-isolation.md): when the
+    insert of all runs fails, each run is inserted on its own, and a run whose rows still fail is
+    marked FAILED with the error's message (never its DETAIL, which quotes the failing row). A lock
+    or statement timeout is no data problem and fails the model, so every run, at once.
 #}
 {% macro get_incremental_replace_runs_sql(arg_dict) %}
     {%- set key = arg_dict['unique_key'] -%}
@@ -19,20 +21,61 @@
     {%- endif -%}
     {%- set run_ids = deal_aging_invocation_runs() | map(attribute='run_id') | list -%}
     {%- set columns = get_quoted_csv(arg_dict['dest_columns'] | map(attribute='name')) -%}
-
-    delete from {{ arg_dict['target_relation'] }}
-    where
-    {%- if run_ids %}
+    {%- set target = arg_dict['target_relation'] -%}
+    {%- set runs_in -%}
         run_id in (
             {%- for run_id in run_ids %}{{ deal_aging_literal(run_id) }}::uuid{{ ', ' if not loop.last }}{% endfor -%}
         )
-    {%- else %}
-        false
-    {%- endif %};
+    {%- endset -%}
 
-    insert into {{ arg_dict['target_relation'] }} ({{ columns }})
-    select {{ columns }}
-    from {{ arg_dict['temp_relation'] }}
+    {{ deal_aging_set_timeouts() }}
+
+    {% if run_ids %}
+    -- The headers stay locked against sweep while their rows are written.
+    select run_id from {{ deal_aging_report_run_relation() }} where {{ runs_in }} for key share;
+
+    delete from {{ target }} where {{ runs_in }};
+
+    do $deal_aging$
+    declare
+        run uuid;
+    begin
+        insert into {{ target }} ({{ columns }})
+        select {{ columns }}
+        from {{ arg_dict['temp_relation'] }};
+    exception
+        when lock_not_available then
+            raise;
+        when others then
+            {% if run_ids | length == 1 -%}
+            raise;
+            {%- else -%}
+            foreach run in array array[
+                {%- for run_id in run_ids %}{{ deal_aging_literal(run_id) }}::uuid{{ ', ' if not loop.last }}{% endfor -%}
+            ] loop
+                begin
+                    insert into {{ target }} ({{ columns }})
+                    select {{ columns }}
+                    from {{ arg_dict['temp_relation'] }}
+                    where run_id = run;
+                exception
+                    when lock_not_available then
+                        raise;
+                    when others then
+                        update {{ deal_aging_report_run_relation() }}
+                        set
+                            status = 'FAILED',
+                            finished_at = clock_timestamp(),
+                            error_message = left({{ deal_aging_literal(target.identifier) }} || ': ' || sqlerrm, 2000)
+                        where run_id = run and status = 'IN_PROGRESS';
+                end;
+            end loop;
+            {%- endif %}
+    end
+    $deal_aging$
+    {% else %}
+    select 1 where false
+    {% endif %}
 {% endmacro %}
 
 {#
@@ -53,6 +96,7 @@
         {%- if config.get('contract').enforced %}
             {{ get_assert_columns_equivalent(sql) }}
         {%- endif %}
+        {{ deal_aging_set_timeouts() }}
         create temporary view {{ relation }} as (
             {{ sql }}
         );

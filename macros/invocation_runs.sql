@@ -44,8 +44,7 @@
 {% endmacro %}
 
 
-{# A validated value as SQL text: only UUIDs, whole numbers, USER/GROUP/owner and timestamps
-   reach here, re-printed by the validators, so no quote can be in them. #}
+{# A value as SQL text: a number, a timestamp, or a string quoted with its quotes doubled. #}
 {% macro deal_aging_literal(value) %}
     {%- if value is none -%}
         null
@@ -54,7 +53,7 @@
     {%- elif value.isoformat is defined -%}
         '{{ value.isoformat() }}'
     {%- else -%}
-        '{{ value }}'
+        '{{ value | string | replace("'", "''") }}'
     {%- endif -%}
 {% endmacro %}
 

@@ -38,40 +38,72 @@
 {% endmacro %}
 
 
+{#
+    The runner's setup invocation (DEAL_AGING_SETUP_ONLY=1) builds the report's relations and
+    computes no run.
+#}
+{% macro deal_aging_is_setup_only() %}
+    {{ return(env_var('DEAL_AGING_SETUP_ONLY', '') == '1') }}
+{% endmacro %}
+
+
 {% macro deal_aging_begin_runs() %}
     {% if not deal_aging_is_report_invocation() %}
         {{ return('') }}
     {% endif %}
-    {% set params = deal_aging_report_params() %}
     {% set given_run_ids = deal_aging_given_run_ids() %}
+    {% set params = deal_aging_report_params() %}
     {% do deal_aging_ensure_report_run() %}
+    {% if deal_aging_is_setup_only() %}
+        {{ return('') }}
+    {% endif %}
     {% set report_run = deal_aging_report_run_relation() %}
+    {% set runner_owned = deal_aging_var('run_id') in [none, ''] %}
 
     {% if given_run_ids %}
+        {# The runner's headers are IN_PROGRESS already and it holds their liveness locks. A
+           recompute asked with the var run_id takes a finished run that nobody executes now. #}
         {% call statement('deal_aging_adopt_runs', fetch_result=True) %}
+            {{ deal_aging_set_timeouts() }}
             update {{ report_run }}
-            set dbt_invocation_id = '{{ invocation_id }}'::uuid
-            where report_type = '{{ deal_aging_report_type() }}'
-              and run_id in (
-                {%- for run_id in given_run_ids %}'{{ run_id }}'::uuid{{ ', ' if not loop.last }}{% endfor -%}
-              )
+            set
+                dbt_invocation_id = '{{ invocation_id }}'::uuid,
+                status = 'IN_PROGRESS',
+                finished_at = null,
+                error_message = null
+                {%- if not runner_owned %},
+                executor = 'dbt'
+                {%- endif %}
+            where
+                report_type = '{{ deal_aging_report_type() }}'
+                and run_id in (
+                    {%- for run_id in given_run_ids %}'{{ run_id }}'::uuid{{ ', ' if not loop.last }}{% endfor -%}
+                )
+                {% if runner_owned %}
+                and status = 'IN_PROGRESS'
+                {% else %}
+                and status in ('SUCCEEDED', 'FAILED')
+                and {{ deal_aging_liveness_lock('run_id', transaction=true) }}
+                {% endif %}
             returning run_id
         {% endcall %}
         {% set adopted = load_result('deal_aging_adopt_runs').table.columns[0].values() | map('string') | list %}
-        {% do adapter.commit() %}
         {% for run_id in given_run_ids if run_id not in adopted %}
             {{ exceptions.raise_compiler_error(
-                "Invalid var run_id: " ~ run_id ~ " has no deal_aging header in " ~ report_run ~ "."
+                "Invalid var run_id: " ~ run_id ~ " is not a finished deal_aging run that could be recomputed"
+                ~ " now (no such header, or it is queued or being computed)."
             ) }}
         {% endfor %}
+        {% do adapter.commit() %}
     {% else %}
-        {% set input_params = {} %}
+        {% set input_params = {'source_schema': deal_aging_var('source_schema')} %}
         {% for name in ['threshold_days', 'cycle_threshold_days', 'period_start', 'period_end',
                         'pipeline_id', 'principal_type', 'principal_id', 'stage_id', 'breakdown'] %}
             {% set value = params[name] %}
             {% do input_params.update({name: value.isoformat() if value is not none and value.isoformat is defined else value}) %}
         {% endfor %}
-        {% call statement('deal_aging_open_runs') %}
+        {% call statement('deal_aging_open_runs', fetch_result=True) %}
+            {{ deal_aging_set_timeouts() }}
             insert into {{ report_run }} (
                 run_id,
                 tenant_id,
@@ -81,7 +113,8 @@
                 period_end,
                 input_params,
                 status,
-                dbt_invocation_id
+                dbt_invocation_id,
+                executor
             )
             select
                 gen_random_uuid(),
@@ -92,49 +125,148 @@
                 cast({{ deal_aging_literal(params.period_end) }} as timestamptz),
                 '{{ tojson(input_params) | replace("'", "''") }}'::jsonb,
                 'IN_PROGRESS',
-                '{{ invocation_id }}'::uuid
+                '{{ invocation_id }}'::uuid,
+                'dbt'
             from (
-                {% if params.tenant_id %}
-                select '{{ params.tenant_id }}'::uuid as tenant_id
-                {% else %}
                 select distinct tenant_id from {{ source('dyno_crm', 'pipeline') }}
+                {% if params.tenant_id %}
+                where tenant_id = '{{ params.tenant_id }}'::uuid
                 {% endif %}
             ) as tenants
+            returning run_id
         {% endcall %}
+        {% if params.tenant_id and load_result('deal_aging_open_runs').table | length == 0 %}
+            {{ exceptions.raise_compiler_error(
+                "Invalid var tenant_id: " ~ params.tenant_id ~ " has no pipeline in "
+                ~ source('dyno_crm', 'pipeline') ~ "; no run was opened."
+            ) }}
+        {% endif %}
         {% do adapter.commit() %}
     {% endif %}
     {{ return('') }}
 {% endmacro %}
 
 
+{#
+    The advisory lock that tells `sweep` a run is being executed: the runner and the workers hold
+    it for a whole run. With transaction=true, a try-lock that lets go at commit.
+#}
+{% macro deal_aging_liveness_lock(run_id_sql, transaction=false) %}
+    {%- if transaction -%}
+        pg_try_advisory_xact_lock(hashtextextended({{ run_id_sql }}::text, 0))
+    {%- else -%}
+        pg_try_advisory_lock(hashtextextended({{ run_id_sql }}::text, 0))
+    {%- endif -%}
+{% endmacro %}
+
+
+{#
+    on-run-end closes every run of the invocation, whoever opened it: FAILED with the reason when
+    a run-keyed model failed as a whole, or the run's deal list does not add up to its facts;
+    FAILED runs keep no rows; every other run SUCCEEDED. One transaction, so no reader ever sees
+    a SUCCEEDED run whose facts and deal list disagree. A failed view fails no run.
+#}
 {% macro deal_aging_end_runs(results) %}
-    {% if not deal_aging_is_report_invocation() or deal_aging_given_run_ids() %}
+    {% if not deal_aging_is_report_invocation() or deal_aging_is_setup_only() %}
         {{ return('') }}
     {% endif %}
+    {# The same error of both models is told once, naming both. #}
+    {% set models_by_error = {} %}
+    {% for result in results
+        if result.node.resource_type == 'model' and 'report_run' in result.node.tags
+        and result.status in ['error', 'fail', 'skipped', 'runtime error'] %}
+        {% set error = deal_aging_error_summary(result.message or result.status) %}
+        {% do models_by_error.update({error: models_by_error.get(error, []) + [result.node.name]}) %}
+    {% endfor %}
     {% set failures = [] %}
-    {% for result in results if result.status in ['error', 'fail', 'skipped', 'runtime error'] %}
-        {% do failures.append(result.node.name ~ ': ' ~ (result.message or result.status)) %}
+    {% for error, models in models_by_error.items() %}
+        {% do failures.append(models | join(', ') ~ ': ' ~ error) %}
     {% endfor %}
     {% set report_run = deal_aging_report_run_relation() %}
-    {% call statement('deal_aging_close_runs') %}
-        {% for identifier in deal_aging_run_keyed_tables() if failures %}
+    {% set this_invocation -%}
+        select run_id from {{ report_run }}
+        where {{ deal_aging_runs_of_this_invocation() }} and report_type = '{{ deal_aging_report_type() }}'
+    {%- endset %}
+    {% set tables = [] %}
+    {% for identifier in deal_aging_run_keyed_tables() %}
         {% set table = adapter.get_relation(database=target.database, schema=target.schema, identifier=identifier) %}
         {% if table is not none %}
-        delete from {{ table }}
-        where run_id in (
-            select run_id from {{ report_run }} where {{ deal_aging_runs_of_this_invocation() }}
-        );
+            {% do tables.append(table) %}
         {% endif %}
-        {% endfor %}
+    {% endfor %}
+    {% call statement('deal_aging_close_runs') %}
+        {{ deal_aging_set_timeouts() }}
+        {% if failures %}
         update {{ report_run }}
         set
-            status = '{{ "FAILED" if failures else "SUCCEEDED" }}',
+            status = 'FAILED',
             finished_at = clock_timestamp(),
-            error_message = {{ "'" ~ dbt.escape_single_quotes(failures | join('; ') | truncate(2000, true)) ~ "'" if failures else 'null' }}
-        where {{ deal_aging_runs_of_this_invocation() }}
-          and status = 'IN_PROGRESS'
+            error_message = {{ deal_aging_literal(failures | join('; ') | truncate(2000, true)) }}
+        where run_id in ({{ this_invocation }}) and status = 'IN_PROGRESS';
+        {% elif tables | length == 2 %}
+        update {{ report_run }}
+        set
+            status = 'FAILED',
+            finished_at = clock_timestamp(),
+            error_message = 'report_deal_aging_deal: the deal list does not add up to the facts'
+        where
+            run_id in ({{ this_invocation }})
+            and status = 'IN_PROGRESS'
+            and run_id in (
+                select mismatches.run_id
+                from ({{ deal_aging_deal_list_mismatches(tables[0], tables[1], this_invocation) }}) as mismatches
+            );
+        {% endif %}
+        {{ deal_aging_delete_rows_of_failed_runs(tables, this_invocation) }}
+        update {{ report_run }}
+        set
+            status = 'SUCCEEDED',
+            finished_at = clock_timestamp(),
+            error_message = null
+        where run_id in ({{ this_invocation }}) and status = 'IN_PROGRESS';
     {% endcall %}
     {% do adapter.commit() %}
     {{ return('') }}
 {% endmacro %}
 
+
+{#
+    The rows of the invocation's FAILED runs go. A table locked elsewhere is left alone: the run
+    could not have written to it while it was locked, and waiting would only fail the closing.
+#}
+{% macro deal_aging_delete_rows_of_failed_runs(tables, this_invocation) %}
+    {% for table in tables %}
+    do $deal_aging$
+    begin
+        delete from {{ table }}
+        where run_id in (
+            select run_id from {{ deal_aging_report_run_relation() }}
+            where run_id in ({{ this_invocation }}) and status = 'FAILED'
+        );
+    exception
+        when lock_not_available then
+            null;
+    end
+    $deal_aging$;
+    {% endfor %}
+{% endmacro %}
+
+
+{#
+    A failure as one line for report_run.error_message: the database's own message, without dbt's frame, the SQL excerpt (LINE n:), the DETAIL that quotes a failing row,
+    or file paths.
+#}
+{% macro deal_aging_error_summary(message) %}
+    {% set state = namespace(kept=[], done=false) %}
+    {% for line in (message | string).splitlines() %}
+        {% set text = line.strip() %}
+        {% if text.startswith(('LINE ', 'DETAIL:', 'HINT:', 'CONTEXT:', 'QUERY:', 'compiled code at', 'compiled Code at')) %}
+            {% set state.done = true %}
+        {% endif %}
+        {% if text and not state.done and not modules.re.match('^(Database|Compilation|Runtime) Error in ', text) %}
+            {% do state.kept.append(text) %}
+        {% endif %}
+    {% endfor %}
+    {% set summary = modules.re.sub('\\S*/\\S+', '', state.kept | join(' ')) %}
+    {{ return(modules.re.sub('\\s+', ' ', summary).strip() or 'failed') }}
+{% endmacro %}

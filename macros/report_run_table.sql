@@ -8,7 +8,14 @@
     SUCCEEDED, FAILED. Readers that only know the last three lose nothing: a QUEUED run has no rows.
 #}
 
+{# dbt quotes a schema without escaping it, and the catalog queries put it in string literals. #}
 {% macro deal_aging_report_run_relation() %}
+    {% if not modules.re.fullmatch('[A-Za-z_][A-Za-z0-9_]{0,62}', target.schema) %}
+        {{ exceptions.raise_compiler_error(
+            "Invalid DEAL_AGING_SCHEMA (the dbt profile's target schema): expected a plain schema name"
+            ~ " (letters, digits and underscores, not starting with a digit, at most 63)."
+        ) }}
+    {% endif %}
     {{ return(api.Relation.create(database=target.database, schema=target.schema, identifier='report_run')) }}
 {% endmacro %}
 
@@ -26,6 +33,7 @@
         'error_message': 'text',
         'dbt_invocation_id': 'uuid',
         'attempts': 'integer',
+        'executor': 'varchar(16)',
     } %}
     {% set status_check -%}
         check (status in ({% for status in deal_aging_run_statuses() %}'{{ status }}'{{ ', ' if not loop.last }}{% endfor %}))
@@ -71,7 +79,7 @@
         -- Concurrent first runs would race on the DDL; the lock makes them take turns.
         select pg_advisory_xact_lock(hashtext('deal_aging.report_run'));
 
-        create schema if not exists {{ adapter.quote(relation.schema) }};
+        {# Only when missing: `create schema if not exists` needs CREATE on the database even when the schema exists. #}{% if not adapter.check_schema_exists(relation.database, relation.schema) %}create schema if not exists {{ adapter.quote(relation.schema) }};{% endif %}
 
         create table if not exists {{ relation }} (
             run_id uuid primary key,

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+import time
 from typing import Any
+from uuid import UUID, uuid4
 
 from runner import queue, render, report_runs, retention
 from runner.database import connect
 from runner.dbt_invocation import DbtSettings
 from runner.errors import BadInput, RunFailed, RunnerError
-from runner.execute import RunRequest, ensure_report_run, execute_runs
-from runner.params import build_params, optional, parse_count, parse_uuid
+from runner.execute import DEFAULT_SOURCE_SCHEMA, RunRequest, ensure_setup, execute_runs
+from runner.params import build_params, optional, parse_count, parse_schema_name, parse_uuid
 from runner.report_runs import Tables
+from runner.timeouts import Timeouts
 from runner.worker import Worker, WorkerSettings
 
 EXIT_CODES = """\
@@ -60,6 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_run_options(submit)
     submit.add_argument("--wait", action="store_true", help="block until the run has finished")
+    submit.add_argument(
+        "--timeout",
+        default="600",
+        metavar="SECONDS",
+        help="with --wait: give up after this long (default 600); a request no worker has"
+        " started by then is withdrawn (FAILED)",
+    )
     _add_dbt_options(submit)
 
     worker = commands.add_parser(
@@ -69,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         " run in hand, claim nothing new, exit 0.",
     )
     worker.add_argument("--source-schema", metavar="NAME", help="schema of the CRM tables")
+    _add_timeout_options(worker, "of a run whose request names none")
     worker.add_argument("--poll-seconds", default="1", metavar="S", help="idle wake-up interval")
     worker.add_argument(
         "--sweep-seconds",
@@ -148,6 +160,21 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json", action="store_true", help="print a JSON object per run instead of the run_id"
     )
+    _add_timeout_options(parser, "of this run")
+
+
+def _add_timeout_options(parser: argparse.ArgumentParser, whose: str) -> None:
+    lock_default, statement_default = Timeouts.defaults().as_params().values()
+    parser.add_argument(
+        "--lock-timeout",
+        metavar="SECONDS",
+        help=f"longest wait for a lock {whose}: it then FAILS (default {lock_default}; 0: none)",
+    )
+    parser.add_argument(
+        "--statement-timeout",
+        metavar="SECONDS",
+        help=f"longest statement {whose} (default {statement_default}; 0: none)",
+    )
 
 
 def _add_dbt_options(parser: argparse.ArgumentParser) -> None:
@@ -162,11 +189,20 @@ def _add_dbt_options(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_logging(args)
     try:
         return COMMANDS[args.command](args)
     except RunnerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+
+
+def configure_logging(args: argparse.Namespace) -> None:
+    """Progress on stderr: a worker's lines are its output; `run` is quiet unless --verbose."""
+    verbose = getattr(args, "verbose", False) or args.command == "worker"
+    logging.basicConfig(
+        stream=sys.stderr, format="%(message)s", level=logging.INFO if verbose else logging.WARNING
+    )
 
 
 def run_requests(args: argparse.Namespace) -> list[RunRequest]:
@@ -184,19 +220,31 @@ def run_requests(args: argparse.Namespace) -> list[RunRequest]:
         stage_id=args.stage_id,
         breakdown=args.breakdown,
     )
-    if not args.all_tenants:
-        tenant_id = parse_uuid("--tenant-id", args.tenant_id)
-        run_id = optional(parse_uuid, "--run-id", getattr(args, "run_id", None))
-        return [RunRequest(tenant_id, params, run_id) if run_id else RunRequest(tenant_id, params)]
-    with connect() as conn:
-        tenant_ids = report_runs.tenants(conn, source_schema(args) or "dyno_crm")
+    crm = source_schema(args) or DEFAULT_SOURCE_SCHEMA
+    timeouts = timeouts_of(args)
+    recorded = timeouts if args.command == "submit" else None
+    tenant_id = None if args.all_tenants else parse_uuid("--tenant-id", args.tenant_id)
+    run_id = optional(parse_uuid, "--run-id", getattr(args, "run_id", None))
+    with connect(timeouts=timeouts) as conn:
+        if not report_runs.has_crm_tables(conn, crm):
+            raise BadInput(
+                f"--source-schema {crm}: no CRM tables ({', '.join(report_runs.CRM_TABLES)})"
+                " in that schema"
+            )
+        if tenant_id is not None and not report_runs.has_tenant(conn, crm, tenant_id):
+            raise BadInput(f"--tenant-id {tenant_id}: no such tenant (no pipeline) in {crm}")
+        tenant_ids = [tenant_id] if tenant_id else report_runs.tenants(conn, crm)
     if not tenant_ids:
-        raise BadInput("--all-tenants: the CRM has no tenant with a pipeline")
-    return [RunRequest(tenant, params) for tenant in tenant_ids]
+        raise BadInput(f"--all-tenants: {crm} has no tenant with a pipeline")
+    return [RunRequest(tenant, params, run_id or uuid4(), crm, recorded) for tenant in tenant_ids]
+
+
+def timeouts_of(args: argparse.Namespace) -> Timeouts:
+    return Timeouts.from_options(args.lock_timeout, args.statement_timeout)
 
 
 def source_schema(args: argparse.Namespace) -> str | None:
-    return optional(_schema_name, "--source-schema", args.source_schema)
+    return optional(parse_schema_name, "--source-schema", args.source_schema)
 
 
 def print_results(args: argparse.Namespace, documents: list[dict[str, Any]]) -> None:
@@ -211,33 +259,45 @@ def dbt_settings(args: argparse.Namespace) -> DbtSettings:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    tables = Tables.from_environment()
     requests = run_requests(args)
     results = execute_runs(
-        requests, dbt_settings(args), Tables.from_environment(), source_schema(args)
+        requests, dbt_settings(args), tables, source_schema(args), timeouts_of(args)
     )
     print_results(args, [result.as_json() for result in results])
-    return 0
+    return report_failures([(r.run_id, r.error_message) for r in results if not r.succeeded])
+
+
+def report_failures(failures: list[tuple[UUID, str | None]]) -> int:
+    """One line per failed run on stderr; exit 1 when there is any."""
+    for run_id, reason in failures:
+        print(f"error: {RunFailed(run_id, reason or 'no reason recorded')}", file=sys.stderr)
+    return 1 if failures else 0
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    requests = run_requests(args)
     tables = Tables.from_environment()
-    with connect() as conn:
-        ensure_report_run(conn, tables, dbt_settings(args))
+    wait_seconds = parse_count("--timeout", args.timeout, "seconds")
+    requests = run_requests(args)
+    with connect(timeouts=timeouts_of(args)) as conn:
+        ensure_setup(conn, tables, dbt_settings(args), source_schema(args))
         for request in requests:
             queue.submit(conn, tables, request)
         if not args.wait:
             print_results(args, [{"run_id": str(r.run_id), "status": "QUEUED"} for r in requests])
             return 0
+        deadline = time.monotonic() + wait_seconds
         finished = [
-            (request, *queue.wait_for(conn, tables, request.run_id)) for request in requests
+            (
+                request.run_id,
+                *queue.wait_for(
+                    conn, tables, request.run_id, max(0.0, deadline - time.monotonic())
+                ),
+            )
+            for request in requests
         ]
-    failed = [(request, error) for request, status, error in finished if status == "FAILED"]
-    if failed:
-        request, error = failed[0]
-        raise RunFailed(request.run_id, error or "no reason recorded")
-    print_results(args, [{"run_id": str(r.run_id), "status": "SUCCEEDED"} for r in requests])
-    return 0
+    print_results(args, [{"run_id": str(run_id), "status": s} for run_id, s, _ in finished])
+    return report_failures([(run_id, e) for run_id, s, e in finished if s == "FAILED"])
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -245,6 +305,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         dbt=dbt_settings(args),
         tables=Tables.from_environment(),
         source_schema=source_schema(args),
+        timeouts=timeouts_of(args),
         poll_seconds=_seconds("--poll-seconds", args.poll_seconds),
         sweep_seconds=_seconds("--sweep-seconds", args.sweep_seconds),
         exit_when_idle=args.exit_when_idle,
@@ -273,7 +334,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     run_id = parse_uuid("RUN_ID", args.run_id)
-    source_schema = _schema_name("--source-schema", args.source_schema)
+    source_schema = parse_schema_name("--source-schema", args.source_schema)
     tables = Tables.from_environment()
     with connect() as conn:
         run = report_runs.get_run(conn, tables, run_id)
@@ -328,12 +389,6 @@ def cmd_prune(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
-
-
-def _schema_name(option: str, text: str) -> str:
-    if not text.isidentifier() or not text.isascii() or len(text) > 63:
-        raise BadInput(f"{option}: expected a plain schema name, got {text!r}")
-    return text
 
 
 COMMANDS = {

@@ -7,6 +7,7 @@ import os
 import psycopg
 
 from runner.errors import DatabaseUnreachable, one_line
+from runner.timeouts import Timeouts
 
 # The profile's defaults (profiles.example.yml), so the runner and dbt reach the same server.
 DEFAULT_HOST = "127.0.0.1"
@@ -19,9 +20,14 @@ def server_address() -> str:
 
 
 def connect(
-    *, autocommit: bool = False, application_name: str = "deal-aging-runner"
+    *,
+    autocommit: bool = False,
+    application_name: str = "deal-aging-runner",
+    timeouts: Timeouts | None = None,
 ) -> psycopg.Connection:
-    """A connection; libpq reads PGUSER, PGPASSWORD, PGDATABASE and the rest from the env."""
+    """A connection; libpq reads PGUSER, PGPASSWORD, PGDATABASE and the rest from the env. Its
+    lock and statement timeouts are the run's, after any PGOPTIONS of the caller's."""
+    bounds = (timeouts or Timeouts.defaults()).connection_options()
     try:
         return psycopg.connect(
             host=os.environ.get("PGHOST", DEFAULT_HOST),
@@ -29,6 +35,7 @@ def connect(
             connect_timeout=CONNECT_TIMEOUT_SECONDS,
             application_name=application_name,
             autocommit=autocommit,
+            options=f"{os.environ.get('PGOPTIONS', '')} {bounds}".strip(),
         )
     except psycopg.OperationalError as exc:
         raise DatabaseUnreachable(

@@ -13,8 +13,9 @@ from uuid import UUID
 
 from runner import dbt_compilation
 from runner.dbt_project import PROJECT_DIR, profiles_dir_args
-from runner.errors import RunnerError, one_line
+from runner.errors import RunnerError, failure_summary, one_line
 from runner.signals import interruption_reason
+from runner.timeouts import Timeouts
 
 if TYPE_CHECKING:
     from dbt.cli.main import dbtRunnerResult
@@ -22,9 +23,12 @@ if TYPE_CHECKING:
 
 # The models a report run builds (the fact and the deal list); their ephemeral parents compile in.
 REPORT_RUN_SELECTOR = "tag:report_run"
-# Read by the on-run-start hook at execution time only, so a new value never makes dbt re-parse
-# the project (a changed --vars would: see ../shared/notes/dbt-fixed-cost.md).
+# Everything the report needs in a database: the run-keyed tables and the dashboards' views.
+SETUP_SELECTOR = [REPORT_RUN_SELECTOR, "report_deal_aging_latest", "report_deal_aging_trend"]
+# Read by the hooks at execution time only, so a new value never makes dbt re-parse the project
+# (a changed --vars would).
 RUN_IDS_ENV = "DEAL_AGING_RUN_IDS"
+SETUP_ONLY_ENV = "DEAL_AGING_SETUP_ONLY"
 
 
 @dataclass(frozen=True)
@@ -76,14 +80,28 @@ def run_report(
     settings: DbtSettings,
     run_ids: list[UUID],
     source_schema: str | None,
+    timeouts: Timeouts,
     manifest: Manifest | None = None,
 ) -> DbtOutcome:
-    """Build the report models for runs whose headers exist. With a manifest (a warm worker's),
-    dbt skips loading and parsing the project."""
+    """Build the report models for runs whose headers exist; the on-run-end hook closes them.
+    With a manifest (a warm worker's), dbt skips loading and parsing the project."""
     args = ["run", "--select", REPORT_RUN_SELECTOR, "--no-write-json", *settings.common_args()]
     if manifest is not None:
         _forget_compilation(manifest)
-    with _environment(RUN_IDS_ENV, ",".join(str(run_id) for run_id in run_ids)):
+    run_ids_text = ",".join(str(run_id) for run_id in run_ids)
+    with _environment({RUN_IDS_ENV: run_ids_text, **timeouts.dbt_environment()}):
+        return _outcome(_invoke(args + _vars(source_schema), manifest))
+
+
+def run_setup(
+    settings: DbtSettings, source_schema: str | None, manifest: Manifest | None = None
+) -> DbtOutcome:
+    """Build every relation of the report (report_run, the run-keyed tables, the views) and
+    compute no run."""
+    args = ["run", "--select", *SETUP_SELECTOR, "--no-write-json", *settings.common_args()]
+    if manifest is not None:
+        _forget_compilation(manifest)
+    with _environment({SETUP_ONLY_ENV: "1"}):
         return _outcome(_invoke(args + _vars(source_schema), manifest))
 
 
@@ -147,16 +165,17 @@ def _default_behavior_flags_kept() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _environment(name: str, value: str) -> Iterator[None]:
-    previous = os.environ.get(name)
-    os.environ[name] = value
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    previous = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
     try:
         yield
     finally:
-        if previous is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = previous
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _outcome(result: dbtRunnerResult) -> DbtOutcome:
@@ -165,10 +184,10 @@ def _outcome(result: dbtRunnerResult) -> DbtOutcome:
     if isinstance(result.exception, KeyboardInterrupt):
         return DbtOutcome(False, interruption_reason(result.exception), interrupted=True)
     if result.exception is not None:
-        return DbtOutcome(False, one_line(str(result.exception)))
-    failures = [
-        f"{r.node.name}: {r.message or r.status}"
+        return DbtOutcome(False, failure_summary(str(result.exception)))
+    failures = dict.fromkeys(
+        failure_summary(r.message or str(r.status))
         for r in getattr(result.result, "results", [])
         if str(r.status) in {"error", "fail", "runtime error", "skipped"}
-    ]
+    )
     return DbtOutcome(False, one_line("; ".join(failures) or "dbt reported a failure"))

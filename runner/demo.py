@@ -40,8 +40,8 @@ from runner.demo_data import (
     create_source_schema,
     load_dataset,
 )
-from runner.errors import RunnerError, one_line
-from runner.execute import RunRequest, execute_runs, progress
+from runner.errors import RunFailed, RunnerError, one_line
+from runner.execute import RunRequest, execute_runs
 from runner.params import ReportParams, parse_uuid
 from runner.report_runs import Tables
 from runner.signals import interruption_reason, sigterm_interrupts
@@ -61,6 +61,10 @@ EMBEDDED_USER = "postgres"
 # The library's list of the processes using its server (see _forget_dead_users).
 EMBEDDED_USERS_FILE = ".handle_pids.json"
 EXIT_INTERRUPTED = 130
+
+
+def progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)
@@ -285,6 +289,9 @@ def run_reports(summary: DatasetSummary, dbt: DbtSettings) -> list[TenantRun]:
         " the fact table"
     )
     results = execute_runs(requests, dbt, Tables.from_environment(), SOURCE_SCHEMA)
+    for result in results:
+        if not result.succeeded:
+            raise RunFailed(result.run_id, result.error_message or "no reason recorded")
     progress(
         f"{len(results)} run(s) SUCCEEDED in {results[0].timings['total_s']:.1f} s"
         f" ({results[0].timings['dbt_s']:.1f} s in dbt), {sum(r.fact_rows for r in results)}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 class RunnerError(Exception):
     exit_code = 1
@@ -24,6 +26,34 @@ class RunFailed(RunnerError):
         super().__init__(f"run {run_id} failed: {reason}")
         self.run_id = run_id
         self.reason = reason
+
+
+# Where a database error's own message ends: the SQL excerpt, the DETAIL quoting a failing row
+# (another tenant's, in a batch), hints and dbt's pointer to the compiled file.
+_MESSAGE_ENDS = (
+    "LINE ",
+    "DETAIL:",
+    "HINT:",
+    "CONTEXT:",
+    "QUERY:",
+    "compiled code at",
+    "compiled Code at",
+)
+_DBT_FRAME = re.compile(r"^(Database|Compilation|Runtime) Error in ")
+_PATH = re.compile(r"\S*/\S+")
+
+
+def failure_summary(message: str) -> str:
+    """A dbt failure as one line for a header: the macro deal_aging_error_summary's rule."""
+    kept: list[str] = []
+    for line in message.splitlines():
+        text = line.strip()
+        if text.startswith(_MESSAGE_ENDS):
+            break
+        if text and not _DBT_FRAME.match(text):
+            kept.append(text)
+    summary = " ".join(_PATH.sub("", " ".join(kept)).split())
+    return summary or "failed"
 
 
 def one_line(text: str, limit: int = 2000) -> str:

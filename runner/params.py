@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,6 +16,11 @@ PRINCIPAL_TYPES = ("USER", "GROUP")
 BREAKDOWNS = ("owner",)
 # PostgreSQL's largest integer: day counts are stored as integer, and counts are compared with one.
 MAX_INTEGER = 2_147_483_647
+# Years as written: on every zone offset (up to ±14:00) the instant still converts to UTC within
+# what Python's datetime and PostgreSQL hold. macros/report_params.sql has the same rule.
+MIN_YEAR, MAX_YEAR = 1000, 9998
+# Plain names only: dbt quotes a schema name into its SQL without escaping it.
+SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
 @dataclass(frozen=True)
@@ -84,7 +90,18 @@ def parse_timestamp(option: str, text: str) -> datetime:
         raise BadInput(
             f"{option}: expected an ISO 8601 timestamp such as 2026-01-31T00:00:00Z, got {text!r}"
         ) from None
+    if not MIN_YEAR <= value.year <= MAX_YEAR:
+        raise BadInput(
+            f"{option}: expected a timestamp with a year from {MIN_YEAR} to {MAX_YEAR}, got {text!r}"
+        )
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def parse_schema_name(option: str, text: str) -> str:
+    """A plain schema name: letters, digits and underscores, not starting with a digit."""
+    if not SCHEMA_NAME.fullmatch(text):
+        raise BadInput(f"{option}: expected a plain schema name, got {text!r}")
+    return text
 
 
 def parse_principal_type(option: str, text: str) -> str:

@@ -6,14 +6,17 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID
 
 import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from runner.execute import RunRequest
+from runner.errors import BadInput, RunFailed
+from runner.execute import DEFAULT_SOURCE_SCHEMA, RunRequest
 from runner.report_runs import FINISHED, QUEUE_CHANNEL, REPORT_TYPE, Tables, liveness_key
+from runner.timeouts import LOCK_VAR, STATEMENT_VAR, Timeouts
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,8 @@ class ClaimedRun:
     tenant_id: UUID
     attempts: int
     waited_s: float
+    # The request's own bounds, when its submitter gave them.
+    timeouts: Timeouts | None = None
 
 
 def submit(conn: psycopg.Connection, tables: Tables, request: RunRequest) -> None:
@@ -31,8 +36,8 @@ def submit(conn: psycopg.Connection, tables: Tables, request: RunRequest) -> Non
         conn.execute(
             sql.SQL(
                 "insert into {} (run_id, tenant_id, report_type, generated_at, period_start,"
-                " period_end, input_params, status, attempts)"
-                " values (%s, %s, %s, %s, %s, %s, %s, 'QUEUED', 0)"
+                " period_end, input_params, status, attempts, executor)"
+                " values (%s, %s, %s, %s, %s, %s, %s, 'QUEUED', 0, 'worker')"
             ).format(tables.report_run),
             (
                 request.run_id,
@@ -41,27 +46,29 @@ def submit(conn: psycopg.Connection, tables: Tables, request: RunRequest) -> Non
                 datetime.now(UTC),
                 params.period_start,
                 params.period_end,
-                Jsonb(params.input_params()),
+                Jsonb(request.input_params()),
             ),
         )
         conn.execute(sql.SQL("notify {}").format(sql.Identifier(QUEUE_CHANNEL)))
 
 
-def claim_next(conn: psycopg.Connection, tables: Tables) -> ClaimedRun | None:
-    """Take the oldest queued run: IN_PROGRESS from now, its as-of instant (generated_at) fixed
-    now, and this session holding its liveness lock before anyone can see it claimed."""
+def claim_next(conn: psycopg.Connection, tables: Tables, source_schema: str) -> ClaimedRun | None:
+    """Take the oldest queued run of the CRM schema this worker computes from: IN_PROGRESS from
+    now, its as-of instant (generated_at) fixed now, and this session holding its liveness lock
+    before anyone can see it claimed."""
     with conn.transaction():
         row = conn.execute(
             sql.SQL(
-                "select run_id, tenant_id, now() - generated_at from {}"
+                "select run_id, tenant_id, now() - generated_at, input_params from {}"
                 " where report_type = %s and status = 'QUEUED'"
+                " and coalesce(input_params ->> 'source_schema', %s) = %s"
                 " order by generated_at, run_id limit 1 for update skip locked"
             ).format(tables.report_run),
-            (REPORT_TYPE,),
+            (REPORT_TYPE, DEFAULT_SOURCE_SCHEMA, source_schema),
         ).fetchone()
         if row is None:
             return None
-        run_id, tenant_id, waited = row
+        run_id, tenant_id, waited, input_params = row
         conn.execute(
             sql.SQL("select pg_advisory_lock({})").format(liveness_key(sql.Literal(str(run_id))))
         )
@@ -73,7 +80,17 @@ def claim_next(conn: psycopg.Connection, tables: Tables) -> ClaimedRun | None:
             ).format(tables.report_run),
             (run_id,),
         ).fetchone()[0]
-    return ClaimedRun(run_id, tenant_id, attempts, waited.total_seconds())
+    return ClaimedRun(
+        run_id, tenant_id, attempts, waited.total_seconds(), _recorded_timeouts(input_params)
+    )
+
+
+def _recorded_timeouts(input_params: dict[str, Any]) -> Timeouts | None:
+    """The bounds `submit` recorded, validated again: a header is input from outside too."""
+    try:
+        return Timeouts.from_options(str(input_params[LOCK_VAR]), str(input_params[STATEMENT_VAR]))
+    except (KeyError, BadInput):
+        return None
 
 
 def release(conn: psycopg.Connection, run_id: UUID) -> None:
@@ -84,17 +101,45 @@ def release(conn: psycopg.Connection, run_id: UUID) -> None:
 
 
 def wait_for(
-    conn: psycopg.Connection, tables: Tables, run_id: UUID, poll_seconds: float = 0.1
+    conn: psycopg.Connection,
+    tables: Tables,
+    run_id: UUID,
+    timeout_seconds: float,
+    poll_seconds: float = 0.1,
 ) -> tuple[str, str | None]:
-    """Block until the run is SUCCEEDED or FAILED; returns its status and error message."""
+    """Block until the run is SUCCEEDED or FAILED, for at most timeout_seconds; returns its status
+    and error message. A request still QUEUED then is withdrawn (FAILED), since nobody waits for
+    it any more; one a worker is computing goes on."""
+    deadline = time.monotonic() + timeout_seconds
     while True:
-        status, error = conn.execute(
+        row = conn.execute(
             sql.SQL("select status, error_message from {} where run_id = %s").format(
                 tables.report_run
             ),
             (run_id,),
         ).fetchone()
         conn.commit()
+        if row is None:
+            raise RunFailed(run_id, "its header was deleted while it was waited for")
+        status, error = row
         if status in FINISHED:
             return status, error
+        if time.monotonic() >= deadline:
+            break
         time.sleep(poll_seconds)
+    reason = f"no worker started it within {timeout_seconds:g} s (submit --wait --timeout)"
+    with conn.transaction():
+        withdrawn = conn.execute(
+            sql.SQL(
+                "update {} set status = 'FAILED', finished_at = clock_timestamp(),"
+                " error_message = %s where run_id = %s and status = 'QUEUED' returning run_id"
+            ).format(tables.report_run),
+            (reason, run_id),
+        ).fetchone()
+    if withdrawn:
+        raise RunFailed(run_id, reason)
+    raise RunFailed(
+        run_id,
+        f"still being computed after {timeout_seconds:g} s; it goes on:"
+        f" python -m runner show {run_id}",
+    )

@@ -3,7 +3,9 @@ bound parameters). The table's one definition is the dbt macro deal_aging_ensure
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -17,9 +19,14 @@ from psycopg.types.json import Jsonb
 if TYPE_CHECKING:
     from runner.execute import RunRequest
 
+from runner.dbt_project import DBT_QUERY_COMMENT_PREFIX
 from runner.errors import BadInput
 
+log = logging.getLogger(__name__)
+
 REPORT_TYPE = "deal_aging"
+# The tables holding a run's rows under its run_id (the dbt macro deal_aging_run_keyed_tables).
+RUN_KEYED_TABLES = ("report_deal_aging_fact", "report_deal_aging_deal")
 # Workers listen here for new requests; `submit` and requeues notify.
 QUEUE_CHANNEL = "deal_aging_queue"
 # The statuses a run ends in.
@@ -41,6 +48,7 @@ REQUIRED_COLUMNS = frozenset(
         "error_message",
         "dbt_invocation_id",
         "attempts",
+        "executor",
     }
 )
 
@@ -53,7 +61,11 @@ class Tables:
 
     @classmethod
     def from_environment(cls) -> Tables:
-        return cls(os.environ.get("DEAL_AGING_SCHEMA", "dyno_crm"))
+        from runner.params import parse_schema_name
+
+        # dbt quotes the profile's schema into its SQL without escaping it: refuse before any run.
+        schema = os.environ.get("DEAL_AGING_SCHEMA", "dyno_crm")
+        return cls(parse_schema_name("DEAL_AGING_SCHEMA", schema))
 
     def ident(self, table: str) -> sql.Composed:
         return sql.SQL(".").join([sql.Identifier(self.schema), sql.Identifier(table)])
@@ -67,18 +79,26 @@ class Tables:
         return self.ident("report_deal_aging_fact")
 
 
-# The tables holding a run's rows under its run_id (the dbt macro deal_aging_run_keyed_tables).
-RUN_KEYED_TABLES = ("report_deal_aging_fact", "report_deal_aging_deal")
+# Everything the setup builds besides report_run: the run-keyed tables and the dashboards' views.
+SETUP_RELATIONS = (*RUN_KEYED_TABLES, "report_deal_aging_latest", "report_deal_aging_trend")
+# Concurrent setups take turns on this lock (the macros take it too, for report_run's DDL).
+SETUP_LOCK = "deal_aging.setup"
 
 
-def report_run_is_ready(conn: psycopg.Connection, tables: Tables) -> bool:
+def setup_is_complete(conn: psycopg.Connection, tables: Tables) -> bool:
+    """report_run has every column the runner needs and every relation of the report exists."""
     columns = conn.execute(
         "select column_name from information_schema.columns"
         " where table_schema = %s and table_name = 'report_run'",
         (tables.schema,),
     ).fetchall()
-    conn.commit()
-    return {name for (name,) in columns} >= REQUIRED_COLUMNS
+    relations = [table_exists(conn, tables, name) for name in SETUP_RELATIONS]
+    return {name for (name,) in columns} >= REQUIRED_COLUMNS and all(relations)
+
+
+def take_setup_lock(conn: psycopg.Connection) -> None:
+    """Held until the session ends or the caller commits: one setup at a time per database."""
+    conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (SETUP_LOCK,))
 
 
 def liveness_key(run_id: sql.Composable) -> sql.Composed:
@@ -114,9 +134,10 @@ def open_run(
             (run_id,),
         ).fetchone()
         if existing and existing != (REPORT_TYPE, request.tenant_id):
+            # Whose run it is stays private: the caller learns only that it is not theirs.
             raise BadInput(
-                f"--run-id {run_id}: that run is a {existing[0]} run of tenant {existing[1]},"
-                f" not a {REPORT_TYPE} run of tenant {request.tenant_id}"
+                f"--run-id {run_id}: tenant {request.tenant_id} has no {REPORT_TYPE} run with"
+                " this id to retry"
             )
         values = {
             "run_id": run_id,
@@ -125,34 +146,44 @@ def open_run(
             "generated_at": generated_at,
             "period_start": params.period_start,
             "period_end": params.period_end,
-            "input_params": Jsonb(params.input_params()),
+            "input_params": Jsonb(request.input_params()),
         }
         statement = (
             "update {} set generated_at = %(generated_at)s, period_start = %(period_start)s,"
             " period_end = %(period_end)s, input_params = %(input_params)s,"
-            " status = 'IN_PROGRESS', finished_at = null, error_message = null"
-            " where run_id = %(run_id)s"
+            " status = 'IN_PROGRESS', finished_at = null, error_message = null,"
+            " executor = 'runner' where run_id = %(run_id)s"
             if existing
             else "insert into {} (run_id, tenant_id, report_type, generated_at, period_start,"
-            " period_end, input_params, status) values (%(run_id)s, %(tenant_id)s,"
+            " period_end, input_params, status, executor) values (%(run_id)s, %(tenant_id)s,"
             " %(report_type)s, %(generated_at)s, %(period_start)s, %(period_end)s,"
-            " %(input_params)s, 'IN_PROGRESS')"
+            " %(input_params)s, 'IN_PROGRESS', 'runner')"
         )
         conn.execute(sql.SQL(statement).format(tables.report_run), values)
 
 
-def mark_succeeded(
-    conn: psycopg.Connection, tables: Tables, run_ids: list[UUID]
-) -> dict[UUID, int]:
-    """Flip the headers to SUCCEEDED; returns each run's fact row count."""
+@dataclass(frozen=True)
+class Outcome:
+    """How a run ended, as its header says."""
+
+    run_id: UUID
+    status: str
+    error_message: str | None
+    fact_rows: int
+
+
+def outcomes(conn: psycopg.Connection, tables: Tables, run_ids: list[UUID]) -> list[Outcome]:
+    """The runs' statuses and fact row counts, in the order asked; a missing header reads FAILED."""
     with conn.transaction():
-        conn.execute(
-            sql.SQL(
-                "update {} set status = 'SUCCEEDED', finished_at = clock_timestamp(),"
-                " error_message = null where run_id = any(%s)"
-            ).format(tables.report_run),
-            (run_ids,),
-        )
+        headers = {
+            run_id: (status, error)
+            for run_id, status, error in conn.execute(
+                sql.SQL(
+                    "select run_id, status, error_message from {} where run_id = any(%s)"
+                ).format(tables.report_run),
+                (run_ids,),
+            )
+        }
         counts = dict(
             conn.execute(
                 sql.SQL(
@@ -161,35 +192,83 @@ def mark_succeeded(
                 (run_ids,),
             ).fetchall()
         )
-    return {run_id: counts.get(run_id, 0) for run_id in run_ids}
+    return [
+        Outcome(
+            run_id,
+            *headers.get(run_id, ("FAILED", "its header was deleted")),
+            counts.get(run_id, 0),
+        )
+        for run_id in run_ids
+    ]
 
 
 def delete_rows(conn: psycopg.Connection, tables: Tables, run_ids: list[UUID]) -> None:
+    """The runs' rows go, table by table. A table someone else has locked is left alone: a run
+    cannot have written to it meanwhile, and waiting would only stop the cleanup."""
     for table in RUN_KEYED_TABLES:
-        if table_exists(conn, tables, table):
-            conn.execute(
-                sql.SQL("delete from {} where run_id = any(%s)").format(tables.ident(table)),
-                (run_ids,),
-            )
+        if not table_exists(conn, tables, table):
+            continue
+        try:
+            with conn.transaction():
+                conn.execute(
+                    sql.SQL("delete from {} where run_id = any(%s)").format(tables.ident(table)),
+                    (run_ids,),
+                )
+        except psycopg.errors.LockNotAvailable:
+            log.warning("%s is locked by another session: its rows of %s stay", table, run_ids)
 
 
-def mark_failed(conn: psycopg.Connection, tables: Tables, run_ids: list[UUID], reason: str) -> None:
-    """FAILED with the reason, and no rows left behind, in one transaction."""
+def mark_failed(
+    conn: psycopg.Connection,
+    tables: Tables,
+    run_ids: list[UUID],
+    reason: str,
+    unfinished_only: bool = False,
+) -> None:
+    """FAILED with the reason, and no rows left behind. With unfinished_only, runs that ended
+    already (the on-run-end hook closed them) keep their status."""
     with conn.transaction():
-        delete_rows(conn, tables, run_ids)
-        conn.execute(
-            sql.SQL(
-                "update {} set status = 'FAILED', finished_at = clock_timestamp(),"
-                " error_message = %s where run_id = any(%s)"
-            ).format(tables.report_run),
-            (reason, run_ids),
-        )
+        failed = [
+            run_id
+            for (run_id,) in conn.execute(
+                sql.SQL(
+                    "update {} set status = 'FAILED', finished_at = clock_timestamp(),"
+                    " error_message = %s where run_id = any(%s)"
+                    " and (not %s or status in ('QUEUED', 'IN_PROGRESS')) returning run_id"
+                ).format(tables.report_run),
+                (reason, run_ids, unfinished_only),
+            )
+        ]
+        if failed:
+            delete_rows(conn, tables, failed)
 
 
 def table_exists(conn: psycopg.Connection, tables: Tables, table: str) -> bool:
     return conn.execute(
         "select to_regclass(%s) is not null", (f'"{tables.schema}"."{table}"',)
     ).fetchone()[0]
+
+
+CRM_TABLES = ("pipeline", "pipeline_stage", "deal", "deal_pipeline_stage_state")
+
+
+def has_crm_tables(conn: psycopg.Connection, source_schema: str) -> bool:
+    crm = Tables(source_schema)
+    found = all(table_exists(conn, crm, table) for table in CRM_TABLES)
+    conn.commit()
+    return found
+
+
+def has_tenant(conn: psycopg.Connection, source_schema: str, tenant_id: UUID) -> bool:
+    """A tenant exists for the report when it has a pipeline, as for the analysts' dbt path."""
+    found = conn.execute(
+        sql.SQL("select exists (select 1 from {} where tenant_id = %s)").format(
+            Tables(source_schema).ident("pipeline")
+        ),
+        (tenant_id,),
+    ).fetchone()[0]
+    conn.commit()
+    return bool(found)
 
 
 def tenants(conn: psycopg.Connection, source_schema: str) -> list[UUID]:
@@ -210,27 +289,52 @@ class Swept:
     failed: list[UUID]
 
 
+# A dbt invocation that opened runs itself holds no lock between its statements: it is alive while
+# a session shows its query comment. Its gaps between two statements are short, so a run that
+# looks abandoned is looked at again after this pause before it is swept.
+DBT_GAP_SECONDS = 1.0
+
+
+def _abandoned_runs(tables: Tables) -> sql.Composed:
+    """Runs IN_PROGRESS for longer than the age whose executor is gone: nobody holds their
+    liveness lock, and no session runs a statement of the dbt invocation that computes them
+    (one whose query text this role may not read counts as alive)."""
+    return sql.SQL(
+        "select run_id, attempts, executor from {report_run} r where report_type = %s"
+        " and status = 'IN_PROGRESS'"
+        " and generated_at < now() - make_interval(mins => %s)"
+        " and (not %s or attempts is not null)"
+        " and (r.executor is distinct from 'dbt' or not exists ("
+        "   select 1 from pg_stat_activity a"
+        "   where a.datname = current_database() and a.pid <> pg_backend_pid()"
+        "   and (a.query = '<insufficient privilege>'"
+        "     or position(%s || r.dbt_invocation_id::text in a.query) > 0)))"
+        " and pg_try_advisory_xact_lock({key})"
+    ).format(report_run=tables.report_run, key=liveness_key(sql.Identifier("run_id")))
+
+
 def sweep(
     conn: psycopg.Connection,
     tables: Tables,
     older_than_minutes: int,
     queued_only: bool = False,
 ) -> Swept:
-    """Runs left IN_PROGRESS longer than the age whose executor is gone (nobody holds their
-    liveness lock). A request a worker claimed from the queue goes back to it, up to
-    MAX_ATTEMPTS claims; any other run is marked FAILED and loses its rows."""
+    """A request a worker claimed from the queue whose worker is gone goes back to the queue, up
+    to MAX_ATTEMPTS claims; any other abandoned run is marked FAILED and loses its rows."""
+    query = _abandoned_runs(tables)
+    args = (REPORT_TYPE, older_than_minutes, queued_only, DBT_QUERY_COMMENT_PREFIX)
     with conn.transaction():
-        abandoned = conn.execute(
-            sql.SQL(
-                "select run_id, attempts from {} where report_type = %s"
-                " and status = 'IN_PROGRESS'"
-                " and generated_at < now() - make_interval(mins => %s)"
-                " and (not %s or attempts is not null)"
-                " and pg_try_advisory_xact_lock({})"
-                " for update skip locked"
-            ).format(tables.report_run, liveness_key(sql.Identifier("run_id"))),
-            (REPORT_TYPE, older_than_minutes, queued_only),
-        ).fetchall()
+        seen = conn.execute(query, args).fetchall()
+    if any(executor == "dbt" for _, _, executor in seen):
+        time.sleep(DBT_GAP_SECONDS)
+    with conn.transaction():
+        abandoned = [
+            (run_id, attempts)
+            for run_id, attempts, _ in conn.execute(
+                query + sql.SQL(" and run_id = any(%s) for update skip locked"),
+                (*args, [run_id for run_id, _, _ in seen]),
+            ).fetchall()
+        ]
         swept = Swept(
             requeued=[run_id for run_id, attempts in abandoned if _may_retry(attempts)],
             failed=[run_id for run_id, attempts in abandoned if not _may_retry(attempts)],

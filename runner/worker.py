@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import logging
 import os
 import signal
 import socket
@@ -21,12 +22,14 @@ from runner import dbt_invocation, queue, report_runs
 from runner.database import connect
 from runner.dbt_invocation import DbtSettings
 from runner.errors import DatabaseUnreachable, one_line
-from runner.execute import ensure_report_run
-from runner.execute import progress as log
+from runner.execute import DEFAULT_SOURCE_SCHEMA, ensure_setup, fail_unfinished
 from runner.report_runs import QUEUE_CHANNEL, Tables
+from runner.timeouts import Timeouts
 
 if TYPE_CHECKING:
     from dbt.contracts.graph.manifest import Manifest
+
+log = logging.getLogger(__name__)
 
 MAX_BACKOFF_SECONDS = 10.0
 
@@ -36,6 +39,8 @@ class WorkerSettings:
     dbt: DbtSettings
     tables: Tables
     source_schema: str | None = None
+    # The runs' bounds when their request recorded none.
+    timeouts: Timeouts = field(default_factory=Timeouts.defaults)
     poll_seconds: float = 1.0
     # How often this worker looks for runs whose worker died (their liveness lock is gone).
     sweep_seconds: float = 10.0
@@ -50,7 +55,7 @@ class StopRequest:
 
     def _request(self, signum: int, frame: FrameType | None) -> None:
         self.requested = True
-        log("SIGTERM: finishing the run in hand, then stopping")
+        log.info("SIGTERM: finishing the run in hand, then stopping")
 
     @contextlib.contextmanager
     def on_sigterm(self) -> Iterator[None]:
@@ -76,21 +81,25 @@ class Worker:
             # (0.44 s of one small run, measured).
             gc.collect()
             gc.freeze()
-            log(f"worker {self.name}: dbt loaded in {time.perf_counter() - started:.2f}s")
+            log.info(f"worker {self.name}: dbt loaded in {time.perf_counter() - started:.2f}s")
             conn: psycopg.Connection | None = None
             next_sweep = 0.0
             try:
                 while not self.stop.requested:
                     try:
                         if conn is None:
-                            conn = self._connect()
+                            conn = self._connect(manifest)
                             if conn is None:
                                 break
                             next_sweep = 0.0
                         if time.monotonic() >= next_sweep:
                             self._sweep(conn)
                             next_sweep = time.monotonic() + self.settings.sweep_seconds
-                        claimed = queue.claim_next(conn, self.settings.tables)
+                        claimed = queue.claim_next(
+                            conn,
+                            self.settings.tables,
+                            self.settings.source_schema or DEFAULT_SOURCE_SCHEMA,
+                        )
                         if claimed is None:
                             if self.settings.exit_when_idle:
                                 break
@@ -102,7 +111,7 @@ class Worker:
                         # The database went away (restart, failover): the run in hand, if any,
                         # lost its liveness lock with the session and goes back to the queue at
                         # the first sweep after the reconnect.
-                        log(
+                        log.info(
                             f"worker {self.name}: lost the database ({one_line(str(exc), 300)}); reconnecting"
                         )
                         with contextlib.suppress(Exception):
@@ -111,21 +120,32 @@ class Worker:
             finally:
                 if conn is not None:
                     conn.close()
-        log(f"worker {self.name}: stopped")
+        log.info(f"worker {self.name}: stopped")
         return 0
 
-    def _connect(self) -> psycopg.Connection | None:
+    def _connect(self, manifest: Manifest) -> psycopg.Connection | None:
         """A listening connection, retried with backoff until it works or the worker stops."""
         backoff = 0.5
         while not self.stop.requested:
             try:
-                conn = connect(application_name=f"deal-aging-worker {self.name}")
-                ensure_report_run(conn, self.settings.tables, self.settings.dbt)
+                conn = connect(
+                    application_name=f"deal-aging-worker {self.name}",
+                    timeouts=self.settings.timeouts,
+                )
+                ensure_setup(
+                    conn,
+                    self.settings.tables,
+                    self.settings.dbt,
+                    self.settings.source_schema,
+                    manifest,
+                )
                 conn.execute(sql.SQL("listen {}").format(sql.Identifier(QUEUE_CHANNEL)))
                 conn.commit()
                 return conn
             except (DatabaseUnreachable, psycopg.OperationalError) as exc:
-                log(f"worker {self.name}: {one_line(str(exc), 300)}; retrying in {backoff:.1f}s")
+                log.info(
+                    f"worker {self.name}: {one_line(str(exc), 300)}; retrying in {backoff:.1f}s"
+                )
                 time.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
         return None
@@ -133,9 +153,9 @@ class Worker:
     def _sweep(self, conn: psycopg.Connection) -> None:
         swept = report_runs.sweep(conn, self.settings.tables, 0, queued_only=True)
         for run_id in swept.requeued:
-            log(f"worker {self.name}: run {run_id} requeued (its worker is gone)")
+            log.info(f"worker {self.name}: run {run_id} requeued (its worker is gone)")
         for run_id in swept.failed:
-            log(f"worker {self.name}: run {run_id} FAILED (its worker died too often)")
+            log.info(f"worker {self.name}: run {run_id} FAILED (its worker died too often)")
 
     def _execute(
         self, conn: psycopg.Connection, manifest: Manifest, claimed: queue.ClaimedRun
@@ -144,25 +164,31 @@ class Worker:
         tables = self.settings.tables
         started = time.perf_counter()
         outcome = dbt_invocation.run_report(
-            self.settings.dbt, [claimed.run_id], self.settings.source_schema, manifest
+            self.settings.dbt,
+            [claimed.run_id],
+            self.settings.source_schema,
+            claimed.timeouts or self.settings.timeouts,
+            manifest,
         )
         dbt_seconds = time.perf_counter() - started
         if outcome.interrupted:
             report_runs.requeue(conn, tables, [claimed.run_id], f"requeued: {outcome.message}")
             queue.release(conn, claimed.run_id)
-            log(f"worker {self.name}: {outcome.message}; run {claimed.run_id} requeued")
+            log.info(f"worker {self.name}: {outcome.message}; run {claimed.run_id} requeued")
             return False
-        if outcome.success:
-            rows = report_runs.mark_succeeded(conn, tables, [claimed.run_id])[claimed.run_id]
-            status = f"SUCCEEDED rows={rows}"
-        else:
+        if not outcome.success:
             # A failure because the database itself went away is not the run's: let the
             # OperationalError reach the reconnect path, which requeues the run.
             conn.execute("select 1")
-            report_runs.mark_failed(conn, tables, [claimed.run_id], outcome.message)
-            status = f"FAILED ({outcome.message[:200]})"
+        fail_unfinished(conn, tables, [claimed.run_id], outcome.message or "dbt ended early")
+        (ended,) = report_runs.outcomes(conn, tables, [claimed.run_id])
+        status = (
+            f"SUCCEEDED rows={ended.fact_rows}"
+            if ended.status == "SUCCEEDED"
+            else f"{ended.status} ({(ended.error_message or '')[:200]})"
+        )
         queue.release(conn, claimed.run_id)
-        log(
+        log.info(
             f"worker {self.name}: run {claimed.run_id} tenant {claimed.tenant_id} {status}"
             f" attempt={claimed.attempts} queued={claimed.waited_s:.3f}s dbt={dbt_seconds:.3f}s"
             f" total={time.perf_counter() - started:.3f}s"

@@ -128,8 +128,8 @@ flagged as (
 
     select
         *,
-        -- Strictly greater: a deal exactly at its limit is not yet at risk.
-        days_in_stage > threshold_days as is_stage_overdue,
+        -- Strictly greater: a deal exactly at its limit is not yet at risk; an unknown age never is.
+        coalesce(days_in_stage > threshold_days, false) as is_stage_overdue,
         coalesce(days_in_cycle > cycle_threshold_days, false) as is_cycle_overdue
 
     from aged

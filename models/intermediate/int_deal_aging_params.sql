@@ -27,6 +27,8 @@ runs_of_this_invocation as (
     where
         {{ deal_aging_runs_of_this_invocation() }}
         and report_type = '{{ deal_aging_report_type() }}'
+        -- A run failed meanwhile (by sweep, or by the other model) never gets rows again.
+        and run_status = 'IN_PROGRESS'
 
 )
 

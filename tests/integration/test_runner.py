@@ -160,7 +160,8 @@ def test_retry_of_another_tenants_run_is_bad_input(database_env, db, ids, report
         run_id,
     )
 
-    assert done.returncode == 2 and "not a deal_aging run of tenant" in done.stderr
+    assert done.returncode == 2 and "has no deal_aging run with this id" in done.stderr
+    assert ids.tenants[0] not in done.stderr  # whose run it is stays private
     assert row_counts(db) == before and fact_rows(db, run_id) == facts
 
 
@@ -173,23 +174,43 @@ def test_unreachable_database_exits_1_naming_host_and_port(database_env, ids):
     assert len(done.stderr.splitlines()) == 1 and "Traceback" not in done.stderr
 
 
-def test_missing_source_table_fails_the_run(database_env, db, ids, report_ready):
+def test_missing_source_table_is_bad_input(database_env, db, ids, report_ready):
+    before = row_counts(db)
     db.execute("alter table dyno_crm.pipeline_stage rename to pipeline_stage_gone")
+    try:
+        done = run_runner(database_env, "run", "--all-tenants", "--threshold-days", "3")
+    finally:
+        db.execute("alter table dyno_crm.pipeline_stage_gone rename to pipeline_stage")
+
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == (
+        "error: --source-schema dyno_crm: no CRM tables (pipeline, pipeline_stage, deal,"
+        " deal_pipeline_stage_state) in that schema\n"
+    )
+    assert row_counts(db) == before
+
+
+def test_sql_error_fails_the_run_with_one_short_line(database_env, db, ids, report_ready):
+    db.execute("alter table dyno_crm.pipeline_stage rename column stage_state to gone")
     try:
         done = run_runner(
             database_env, "run", "--tenant-id", ids.tenants[0], "--threshold-days", "3"
         )
     finally:
-        db.execute("alter table dyno_crm.pipeline_stage_gone rename to pipeline_stage")
+        db.execute("alter table dyno_crm.pipeline_stage rename column gone to stage_state")
 
     assert done.returncode == 1
     run = db.execute(
         f"select run_id, status, error_message from {REPORT_RUN_TABLE}"
         " order by generated_at desc limit 1"
     ).fetchone()
-    assert run[1] == "FAILED" and 'relation "dyno_crm.pipeline_stage" does not exist' in run[2]
+    assert run[1] == "FAILED" and 'column "stage_state" does not exist' in run[2]
+    # The database's message once, without dbt's frame, the SQL excerpt or a file path.
+    assert run[2].count("does not exist") == 1 and "LINE" not in run[2] and "/" not in run[2]
+    assert len(run[2]) < 200, run[2]
     assert fact_rows(db, run[0]) == []
     assert done.stderr.startswith(f"error: run {run[0]} failed:")
+    assert len(done.stderr.splitlines()) == 1
 
 
 def test_dbt_configuration_error_fails_the_run(database_env, db, ids, report_ready):

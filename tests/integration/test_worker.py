@@ -98,16 +98,16 @@ def test_submit_wait_runs_on_a_worker_like_run_does(database_env, db, ids, repor
 
 
 def test_a_failing_request_fails_submit_wait(database_env, db, ids, report_ready, tmp_path):
-    db.execute("alter table dyno_crm.pipeline_stage rename to pipeline_stage_gone")
+    db.execute("alter table dyno_crm.pipeline_stage rename column stage_state to gone")
     try:
         with workers(database_env, tmp_path):
             done = submit(
                 database_env, "--tenant-id", ids.tenants[0], "--threshold-days", "3", "--wait"
             )
     finally:
-        db.execute("alter table dyno_crm.pipeline_stage_gone rename to pipeline_stage")
+        db.execute("alter table dyno_crm.pipeline_stage rename column gone to stage_state")
     assert done.returncode == 1
-    assert 'relation "dyno_crm.pipeline_stage" does not exist' in done.stderr
+    assert 'column "stage_state" does not exist' in done.stderr
     assert len(done.stderr.splitlines()) == 1
 
 

@@ -14,7 +14,8 @@ renamed as (
         tenant_id,
         pipeline_id,
         name as deal_name,
-        amount,
+        -- NaN is no amount: it counts as 0, as a null amount does, instead of making every sum NaN.
+        nullif(amount, 'NaN') as amount,
         created_at as deal_created_at,
         owned_by_user_id,
         owned_by_group_id,

@@ -1,0 +1,93 @@
+"""Concurrency from a fresh database: runners and workers started at once on a database without
+the report's tables all succeed; whoever comes first builds the tables, the others wait for it."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+
+import pytest
+
+from runner.demo_data import DatasetSpec, create_source_schema, load_dataset
+from runner.execute import RunRequest
+from runner.params import build_params
+from runner.queue import submit
+from runner.report_runs import SETUP_RELATIONS, Tables
+
+from .runner_process import start_runner, wait_until
+from .support import connect, create_database, drop_database, server_env
+
+RUNNERS = 16
+REQUESTS = 50
+
+
+@pytest.fixture
+def fresh_env() -> Iterator[dict[str, str]]:
+    """A database with the CRM's tables and data, and none of the report's."""
+    name = create_database("deal_aging_fresh")
+    try:
+        with connect(name) as conn:
+            create_source_schema(conn)
+            load_dataset(conn, DatasetSpec(deals=600, tenants=3, seed=11))
+            conn.commit()
+        yield server_env() | {"PGDATABASE": name}
+    finally:
+        drop_database(name)
+
+
+def _tenants(dbname: str) -> list[str]:
+    with connect(dbname) as conn:
+        return [str(t) for (t,) in conn.execute("select distinct tenant_id from dyno_crm.pipeline")]
+
+
+def _statuses(dbname: str) -> list[str]:
+    with connect(dbname) as conn:
+        return [s for (s,) in conn.execute("select status from dyno_crm.report_run")]
+
+
+def test_concurrent_runners_on_a_fresh_database_all_succeed(fresh_env):
+    tenants = _tenants(fresh_env["PGDATABASE"])
+    runners = [
+        start_runner(
+            fresh_env, "run", "--tenant-id", tenants[i % len(tenants)], "--threshold-days", str(i)
+        )
+        for i in range(RUNNERS)
+    ]
+    outcomes = [(runner.wait(timeout=300), runner.stderr.read()) for runner in runners]
+
+    assert [code for code, _ in outcomes] == [0] * RUNNERS, [e for _, e in outcomes if e]
+    assert _statuses(fresh_env["PGDATABASE"]) == ["SUCCEEDED"] * RUNNERS
+    with connect(fresh_env["PGDATABASE"]) as conn:
+        for relation in SETUP_RELATIONS:  # the dashboards' views too, for a runner-only team
+            assert conn.execute("select to_regclass(%s)", (f"dyno_crm.{relation}",)).fetchone()[0]
+
+
+def test_workers_started_at_once_on_a_fresh_database_serve_every_request(fresh_env):
+    dbname = fresh_env["PGDATABASE"]
+    workers = [start_runner(fresh_env, "worker", "--poll-seconds", "0.2") for _ in range(2)]
+    try:
+        with connect(dbname) as conn:
+            wait_until(
+                lambda: (
+                    conn.execute("select to_regclass('dyno_crm.report_run')").fetchone()[0]
+                    is not None
+                ),
+                timeout=120,
+                what="a worker to build report_run",
+            )
+            conn.commit()
+            tenants = _tenants(dbname)
+            for i in range(REQUESTS):
+                request = RunRequest(tenants[i % len(tenants)], build_params(threshold_days=str(i)))
+                submit(conn, Tables("dyno_crm"), request)
+        wait_until(
+            lambda: _statuses(dbname).count("SUCCEEDED") == REQUESTS,
+            timeout=240,
+            what="every request to succeed",
+        )
+    finally:
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
+        for worker in workers:
+            worker.wait(timeout=60)
+    assert _statuses(dbname) == ["SUCCEEDED"] * REQUESTS
