@@ -290,9 +290,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         finished = [
             (
                 request.run_id,
-                *queue.wait_for(
-                    conn, tables, request.run_id, max(0.0, deadline - time.monotonic())
-                ),
+                *queue.wait_for(conn, tables, request.run_id, wait_seconds, deadline),
             )
             for request in requests
         ]

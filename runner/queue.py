@@ -105,12 +105,13 @@ def wait_for(
     tables: Tables,
     run_id: UUID,
     timeout_seconds: float,
+    deadline: float,
     poll_seconds: float = 0.1,
 ) -> tuple[str, str | None]:
-    """Block until the run is SUCCEEDED or FAILED, for at most timeout_seconds; returns its status
-    and error message. A request still QUEUED then is withdrawn (FAILED), since nobody waits for
-    it any more; one a worker is computing goes on."""
-    deadline = time.monotonic() + timeout_seconds
+    """Block until the run is SUCCEEDED or FAILED, at most until the deadline (time.monotonic) of
+    the caller's timeout_seconds; returns its status and error message. A request still QUEUED
+    then is withdrawn (FAILED), since nobody waits for it any more; one a worker is computing
+    goes on."""
     while True:
         row = conn.execute(
             sql.SQL("select status, error_message from {} where run_id = %s").format(

@@ -184,13 +184,17 @@ def outcomes(conn: psycopg.Connection, tables: Tables, run_ids: list[UUID]) -> l
                 (run_ids,),
             )
         }
+        # FAILED runs have no rows; not reading for them keeps a locked fact table from stalling.
+        succeeded = [run_id for run_id, (status, _) in headers.items() if status == "SUCCEEDED"]
         counts = dict(
             conn.execute(
                 sql.SQL(
                     "select run_id, count(*) from {} where run_id = any(%s) group by run_id"
                 ).format(tables.fact),
-                (run_ids,),
+                (succeeded,),
             ).fetchall()
+            if succeeded
+            else []
         )
     return [
         Outcome(

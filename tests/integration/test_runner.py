@@ -452,3 +452,37 @@ def test_all_tenants_with_a_run_id_is_bad_input(database_env, ids):
         database_env, "run", "--all-tenants", "--threshold-days", "3", "--run-id", str(uuid.uuid4())
     )
     assert done.returncode == 2 and "--all-tenants" in done.stderr
+
+
+@pytest.mark.parametrize("command", ["run", "submit"])
+def test_a_schema_without_the_crm_is_bad_input(command, database_env, db, report_ready):
+    """Before, `run --all-tenants` died with UndefinedTable and `submit` queued a run that a
+    worker then computed from its own schema."""
+    before = row_counts(db)
+    done = run_runner(
+        database_env,
+        command,
+        "--all-tenants",
+        "--threshold-days",
+        "30",
+        "--source-schema",
+        "nosuchschema",
+    )
+    assert done.returncode == 2
+    assert done.stderr == (
+        "error: --source-schema nosuchschema: no CRM tables (pipeline, pipeline_stage, deal,"
+        " deal_pipeline_stage_state) in that schema\n"
+    )
+    assert row_counts(db) == before
+
+
+@pytest.mark.parametrize("command", ["run", "submit"])
+def test_a_tenant_that_does_not_exist_is_bad_input(command, database_env, db, report_ready):
+    before = row_counts(db)
+    missing = str(uuid.uuid4())
+    done = run_runner(database_env, command, "--tenant-id", missing, "--threshold-days", "30")
+    assert done.returncode == 2
+    assert (
+        done.stderr == f"error: --tenant-id {missing}: no such tenant (no pipeline) in dyno_crm\n"
+    )
+    assert row_counts(db) == before
