@@ -7,8 +7,12 @@
     {% set relation = api.Relation.create(
         database=target.database, schema=target.schema, identifier='deal_aging_stage_threshold'
     ) %}
+    {# `create schema if not exists` needs CREATE on the database even when the schema exists. #}
+    {% set schema_exists = adapter.check_schema_exists(relation.database, relation.schema) %}
     {% call statement('deal_aging_create_stage_threshold_table') %}
+        {% if not schema_exists %}
         create schema if not exists {{ adapter.quote(relation.schema) }};
+        {% endif %}
         create table if not exists {{ relation }} (
             tenant_id uuid not null,
             pipeline_stage_id uuid not null,
