@@ -226,6 +226,13 @@
         where run_id in ({{ this_invocation }}) and status = 'IN_PROGRESS';
     {% endcall %}
     {% do adapter.commit() %}
+    {# A run failed by its own data leaves its models green: dbt's exit status still tells. #}
+    {% set failed = run_query("select count(*) from " ~ report_run ~ " where run_id in (" ~ this_invocation ~ ") and status = 'FAILED'") %}
+    {% if failed.columns[0].values()[0] > 0 %}
+        {{ exceptions.raise_compiler_error(
+            failed.columns[0].values()[0] ~ " report run(s) of this invocation FAILED: see report_run.error_message"
+        ) }}
+    {% endif %}
     {{ return('') }}
 {% endmacro %}
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from runner.execute import RunRequest
 
 from runner.dbt_project import DBT_QUERY_COMMENT_PREFIX
-from runner.errors import BadInput
+from runner.errors import BadInput, one_line
 
 log = logging.getLogger(__name__)
 
@@ -207,8 +207,9 @@ def outcomes(conn: psycopg.Connection, tables: Tables, run_ids: list[UUID]) -> l
 
 
 def delete_rows(conn: psycopg.Connection, tables: Tables, run_ids: list[UUID]) -> None:
-    """The runs' rows go, table by table. A table someone else has locked is left alone: a run
-    cannot have written to it meanwhile, and waiting would only stop the cleanup."""
+    """The runs' rows go, table by table. A table someone else has locked is left alone (a run
+    cannot have written to it meanwhile), and so is one this role may not delete from: the runs'
+    status must change whatever happens to their rows, which readers of FAILED runs never see."""
     for table in RUN_KEYED_TABLES:
         if not table_exists(conn, tables, table):
             continue
@@ -218,8 +219,8 @@ def delete_rows(conn: psycopg.Connection, tables: Tables, run_ids: list[UUID]) -
                     sql.SQL("delete from {} where run_id = any(%s)").format(tables.ident(table)),
                     (run_ids,),
                 )
-        except psycopg.errors.LockNotAvailable:
-            log.warning("%s is locked by another session: its rows of %s stay", table, run_ids)
+        except (psycopg.errors.LockNotAvailable, psycopg.errors.InsufficientPrivilege) as exc:
+            log.warning("%s: rows of %s stay: %s", table, run_ids, one_line(str(exc), 200))
 
 
 def mark_failed(

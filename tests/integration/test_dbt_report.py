@@ -113,6 +113,7 @@ def test_header_records_parameters_and_period(dbt, db, ids):
     assert str(run["tenant_id"]) == ids.tenants[1]
     assert run["report_type"] == "deal_aging"
     assert run["input_params"] == {
+        "source_schema": "dyno_crm",
         "threshold_days": 12,
         "cycle_threshold_days": None,
         "period_start": "2026-01-01T00:00:00+00:00",
@@ -163,20 +164,22 @@ def test_rerun_that_now_finds_no_deals_leaves_no_rows(dbt, db, ids):
     assert fact_rows(db, run["run_id"]) == []
 
 
-def test_given_run_id_leaves_the_header_to_its_owner(dbt, db, ids):
+def test_given_run_id_recomputes_a_finished_run_and_closes_it(dbt, db, ids):
     run_id = uuid.uuid4()
     db.execute(
         f"insert into {REPORT_RUN_TABLE} (run_id, tenant_id, report_type, generated_at,"
-        " input_params, status) values (%s, %s, 'deal_aging', now(), %s::jsonb, 'IN_PROGRESS')",
+        " input_params, status) values (%s, %s, 'deal_aging', now(), %s::jsonb, 'FAILED')",
         (run_id, ids.tenants[2], '{"threshold_days": 5}'),
     )
 
     assert dbt.run({"run_id": str(run_id)}).success
 
     [run] = db.execute(
-        f"select status, finished_at from {REPORT_RUN_TABLE} where run_id = %s", (run_id,)
+        f"select status, executor, finished_at is not null from {REPORT_RUN_TABLE}"
+        " where run_id = %s",
+        (run_id,),
     ).fetchall()
-    assert run == ("IN_PROGRESS", None)
+    assert run == ("SUCCEEDED", "dbt", True)
     assert fact_rows(db, run_id)
 
 
@@ -207,7 +210,6 @@ def test_grain_is_unique_with_nulls_equal(dbt, db, ids):
     "broken_row",
     [
         "at_risk_deal_count = total_deal_count + 1",
-        "at_risk_amount = total_amount + 1",
         "percent_at_risk = 1.5",
         "percent_at_risk = -0.1",
     ],
@@ -285,7 +287,7 @@ BAD_VARS = {
     "impossible date": ({"period_end": "2026-02-30"}, "Invalid var period_end"),
     "period order": ({"period_start": "2026-05-01", "period_end": "2026-04-01"}, "period_start"),
     "run_id": ({"run_id": "1 or 1=1"}, "Invalid var run_id"),
-    "unknown run_id": ({"run_id": str(uuid.uuid4())}, "has no deal_aging header"),
+    "unknown run_id": ({"run_id": str(uuid.uuid4())}, "is not a finished deal_aging run"),
     "source schema": ({"source_schema": 'crm"; drop'}, "Invalid var source_schema"),
     "breakdown": ({"breakdown": "region"}, "Invalid var breakdown"),
     "breakdown with a principal": (

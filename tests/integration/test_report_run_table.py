@@ -68,6 +68,7 @@ def test_created_when_missing(dbt: Dbt, other_database: str):
         "error_message": "text",
         "dbt_invocation_id": "uuid",
         "attempts": "integer",
+        "executor": "character varying",
     }
     with connect(other_database) as conn, pytest.raises(Exception, match="ck_report_run_status"):
         conn.execute(
@@ -84,7 +85,7 @@ def test_another_reports_table_gains_only_the_missing_columns(dbt: Dbt, other_da
     for _ in range(2):  # a second time finds nothing to do
         assert dbt.invoke("run-operation", "deal_aging_ensure_report_run").success
 
-    assert {"finished_at", "error_message", "dbt_invocation_id", "attempts"} <= set(
+    assert {"finished_at", "error_message", "dbt_invocation_id", "attempts", "executor"} <= set(
         columns(other_database)
     )
     with connect(other_database) as conn:

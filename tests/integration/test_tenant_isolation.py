@@ -32,7 +32,7 @@ def _open_deal(db: psycopg.Connection, tenant: str, offset: int = 0) -> tuple[An
 
 def negative_amount(db: psycopg.Connection, tenant: str) -> None:
     """A deal on track with a negative amount: its stage's at-risk amount exceeds its total."""
-    _, state_id = _open_deal(db, tenant)
+    deal_id, state_id = _open_deal(db, tenant)
     db.execute("update dyno_crm.deal set amount = -123456789.12 where id = %s", (deal_id,))
     db.execute(
         "update dyno_crm.deal_pipeline_stage_state set entered_at = now() - interval '1 day'"
