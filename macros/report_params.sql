@@ -3,7 +3,80 @@
     validated and re-serialised here, before anything reaches SQL: a UUID is matched by pattern
     and lower-cased, a timestamp is parsed and printed back in ISO 8601, a count is an integer.
     So no character typed by a user ever ends up in a statement.
+
+    Vars are read with deal_aging_var, never with var(): dbt's var() renders Jinja inside a string
+    given with --vars, so a value could run queries or print environment variables.
 #}
+
+{# The report's vars: the keys of `vars:` in dbt_project.yml (tests/unit/test_vocabulary.py). #}
+{% macro deal_aging_var_names() %}
+    {{ return([
+        'source_schema', 'tenant_id', 'threshold_days', 'cycle_threshold_days', 'period_start',
+        'period_end', 'pipeline_id', 'stage_id', 'principal_type', 'principal_id', 'breakdown', 'run_id',
+        'lock_timeout_seconds', 'statement_timeout_seconds',
+    ]) }}
+{% endmacro %}
+
+
+{# A var's value, never rendered: the raw --vars value when given, else the project's default. #}
+{% macro deal_aging_var(name) %}
+    {% set given = invocation_args_dict.get('vars') or {} %}
+    {% if given is mapping and name in given %}
+        {{ return(given[name]) }}
+    {% endif %}
+    {{ return(var(name)) }}
+{% endmacro %}
+
+
+{# True when a value, or any string nested in it, holds Jinja that var() would render. #}
+{% macro deal_aging_has_jinja(value) %}
+    {% if value is string %}
+        {{ return('{{' in value or '{%' in value or '{#' in value) }}
+    {% elif value is mapping %}
+        {% for key, item in value.items() if deal_aging_has_jinja(key) or deal_aging_has_jinja(item) %}
+            {{ return(true) }}
+        {% endfor %}
+    {% elif value is iterable %}
+        {% for item in value if deal_aging_has_jinja(item) %}
+            {{ return(true) }}
+        {% endfor %}
+    {% endif %}
+    {{ return(false) }}
+{% endmacro %}
+
+
+{# What no value's validation catches: Jinja, a typo'd name dbt would ignore, run_id beside parameters.
+   The messages never repeat a value. #}
+{% macro deal_aging_check_vars() %}
+    {% set given = invocation_args_dict.get('vars') or {} %}
+    {% set names = deal_aging_var_names() %}
+    {% for name, value in given.items() %}
+        {% if name not in names %}
+            {% set plain = name is string and modules.re.fullmatch('[A-Za-z_][A-Za-z0-9_]{0,62}', name) %}
+            {% set shown = name if plain else '(a name with characters other than letters, digits and underscores)' %}
+            {{ exceptions.raise_compiler_error(
+                "Unknown var " ~ shown ~ ": the report's vars are " ~ names | join(', ') ~ " (names are case-sensitive)."
+            ) }}
+        {% endif %}
+        {% if deal_aging_has_jinja(value) %}
+            {{ exceptions.raise_compiler_error(
+                "Invalid var " ~ name ~ ": a value may not contain Jinja ({{, {% or {#)."
+            ) }}
+        {% endif %}
+    {% endfor %}
+    {# Where and how long to compute may go with run_id; what to compute is in the headers. #}
+    {% set beside_run_id = ['run_id', 'source_schema', 'lock_timeout_seconds', 'statement_timeout_seconds'] %}
+    {% set run_id = given.get('run_id') %}
+    {% if run_id is not none and run_id != '' %}
+        {% for name in names if name not in beside_run_id
+            and given.get(name) is not none and given.get(name) != '' %}
+            {{ exceptions.raise_compiler_error(
+                "Invalid vars run_id and " ~ name ~ ": run_id recomputes existing runs with the parameters"
+                ~ " recorded in their headers; give run_id alone."
+            ) }}
+        {% endfor %}
+    {% endif %}
+{% endmacro %}
 
 {% macro deal_aging_invalid_var(name, expected, value) %}
     {{ exceptions.raise_compiler_error(
@@ -39,7 +112,9 @@
 {% endmacro %}
 
 
-{% macro deal_aging_timestamp(name, value) %}
+{# given: typed by a person, so its year as written must be 1000-9998 to convert to UTC on every
+   offset (as in runner/params.py); a header read back in UTC may show the year 999 or 9999. #}
+{% macro deal_aging_timestamp(name, value, given=false) %}
     {% if value is none or value == '' %}
         {{ return(none) }}
     {% endif %}
@@ -57,6 +132,9 @@
         {% set leap = (year % 4 == 0 and year % 100 != 0) or year % 400 == 0 %}
         {% set month_days = [31, 29 if leap else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31] %}
         {% set match = year >= 1 and (match.group(3) | int) <= month_days[month - 1] %}
+        {% if match and given and not 1000 <= year <= 9998 %}
+            {% do deal_aging_invalid_var(name, 'a timestamp with a year from 1000 to 9998', value) %}
+        {% endif %}
     {% endif %}
     {% if not match %}
         {% do deal_aging_invalid_var(name, 'an ISO 8601 timestamp such as 2026-01-31T00:00:00Z', value) %}
@@ -104,19 +182,20 @@
     the first var that is wrong. Timestamps come back as timezone-aware datetimes.
 #}
 {% macro deal_aging_report_params() %}
+    {% do deal_aging_check_vars() %}
     {% set params = {
-        'tenant_id': deal_aging_uuid('tenant_id', var('tenant_id')),
-        'threshold_days': deal_aging_day_count('threshold_days', var('threshold_days')),
-        'cycle_threshold_days': deal_aging_day_count('cycle_threshold_days', var('cycle_threshold_days')),
-        'period_start': deal_aging_timestamp('period_start', var('period_start')),
-        'period_end': deal_aging_timestamp('period_end', var('period_end')),
-        'pipeline_id': deal_aging_uuid('pipeline_id', var('pipeline_id')),
-        'stage_id': deal_aging_uuid('stage_id', var('stage_id')),
-        'principal_type': deal_aging_principal_type('principal_type', var('principal_type')),
-        'principal_id': deal_aging_uuid('principal_id', var('principal_id')),
-        'breakdown': deal_aging_breakdown('breakdown', var('breakdown')),
+        'tenant_id': deal_aging_uuid('tenant_id', deal_aging_var('tenant_id')),
+        'threshold_days': deal_aging_day_count('threshold_days', deal_aging_var('threshold_days')),
+        'cycle_threshold_days': deal_aging_day_count('cycle_threshold_days', deal_aging_var('cycle_threshold_days')),
+        'period_start': deal_aging_timestamp('period_start', deal_aging_var('period_start'), given=true),
+        'period_end': deal_aging_timestamp('period_end', deal_aging_var('period_end'), given=true),
+        'pipeline_id': deal_aging_uuid('pipeline_id', deal_aging_var('pipeline_id')),
+        'stage_id': deal_aging_uuid('stage_id', deal_aging_var('stage_id')),
+        'principal_type': deal_aging_principal_type('principal_type', deal_aging_var('principal_type')),
+        'principal_id': deal_aging_uuid('principal_id', deal_aging_var('principal_id')),
+        'breakdown': deal_aging_breakdown('breakdown', deal_aging_var('breakdown')),
     } %}
-    {% do deal_aging_schema_name('source_schema', var('source_schema')) %}
+    {% do deal_aging_schema_name('source_schema', deal_aging_var('source_schema')) %}
     {% if params.threshold_days is none %}
         {% do deal_aging_invalid_var('threshold_days', 'a whole number of days, 0 or more', 'nothing') %}
     {% endif %}
@@ -148,7 +227,8 @@
     Empty when dbt is to write the headers itself.
 #}
 {% macro deal_aging_given_run_ids() %}
-    {% set given = var('run_id') %}
+    {% do deal_aging_check_vars() %}
+    {% set given = deal_aging_var('run_id') %}
     {% if given is none or given == '' %}
         {% set given = env_var('DEAL_AGING_RUN_IDS', '') %}
         {% set given = given.split(',') if given else [] %}

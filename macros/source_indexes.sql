@@ -40,7 +40,8 @@
 
 
 {% macro deal_aging_create_source_indexes(concurrently=true, dry_run=false) %}
-    {% set schema = deal_aging_schema_name('source_schema', var('source_schema')) %}
+    {% do deal_aging_check_vars() %}
+    {% set schema = deal_aging_schema_name('source_schema', deal_aging_var('source_schema')) %}
     {% set keyword = 'concurrently ' if concurrently else '' %}
     {% set statements = [] %}
 

@@ -1,0 +1,59 @@
+"""The names and rules the dbt macros and the runner share, checked from the files' text."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+from runner.dbt_project import PROJECT_DIR
+from runner.params import MAX_YEAR, MIN_YEAR, SCHEMA_NAME
+
+REPORT_PARAMS = PROJECT_DIR / "macros" / "report_params.sql"
+
+
+def macro_body(path: Path, name: str) -> str:
+    match = re.search(
+        r"{%-?\s*macro\s+" + name + r"\(.*?\)\s*-?%}(.*?){%-?\s*endmacro\s*-?%}",
+        path.read_text(),
+        re.DOTALL,
+    )
+    assert match, f"no macro {name} in {path.name}"
+    return match.group(1)
+
+
+def test_the_macro_knows_every_var_of_the_project_and_no_other() -> None:
+    names = re.findall(r"'([^']*)'", macro_body(REPORT_PARAMS, "deal_aging_var_names"))
+    project_vars = yaml.safe_load((PROJECT_DIR / "dbt_project.yml").read_text())["vars"]
+
+    assert len(names) == len(set(names)), "deal_aging_var_names lists a var twice"
+    assert sorted(names) == sorted(project_vars)
+
+
+def test_no_macro_or_model_reads_a_var_with_var() -> None:
+    # dbt's var() renders Jinja inside a --vars value; deal_aging_var returns it as given.
+    direct = re.compile(r"(?<![\w.])var\s*\(")
+    offenders = []
+    for path in sorted(
+        [*PROJECT_DIR.glob("macros/**/*.sql"), *PROJECT_DIR.glob("models/**/*.sql")]
+    ):
+        text = path.read_text()
+        if path == REPORT_PARAMS:
+            text = text.replace(macro_body(REPORT_PARAMS, "deal_aging_var"), "")
+        # Comments may name var() when they say why it is not used.
+        text = re.sub(r"{#.*?#}", "", text, flags=re.DOTALL)
+        offenders += [path.name for _ in direct.finditer(text)]
+    assert offenders == []
+
+
+def test_the_timestamp_year_bounds_are_the_same_in_jinja_and_python() -> None:
+    assert f"{MIN_YEAR} <= year <= {MAX_YEAR}" in macro_body(REPORT_PARAMS, "deal_aging_timestamp")
+
+
+def test_the_schema_name_rule_is_the_same_in_jinja_and_python() -> None:
+    jinja = f"modules.re.fullmatch('{SCHEMA_NAME.pattern}',"
+    assert jinja in macro_body(REPORT_PARAMS, "deal_aging_schema_name")
+    assert jinja in macro_body(
+        PROJECT_DIR / "macros" / "report_run_table.sql", "deal_aging_report_run_relation"
+    )
