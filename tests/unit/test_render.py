@@ -69,7 +69,7 @@ def run(**overrides: Any) -> dict[str, Any]:
     ("text", "shown"),
     [
         ("Acme renewal", "Acme renewal"),
-        ("Zürich – Straße 北京 😀", "Zürich – Straße 北京 😀"),
+        ("Zürich \u2013 Straße 北京 😀", "Zürich \u2013 Straße 北京 😀"),
         ("a\tb", "a\\tb"),
         ("a\nb\r\n", "a\\nb\\r\\n"),
         ("\x1b[2J\x1b[H", "\\x1b[2J\\x1b[H"),
