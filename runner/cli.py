@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
 import sys
 import time
 from typing import Any
 from uuid import UUID, uuid4
+
+import psycopg
 
 from runner import queue, render, report_runs, retention
 from runner.database import connect
@@ -191,10 +195,20 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args)
     try:
-        return COMMANDS[args.command](args)
+        status = COMMANDS[args.command](args)
+        # A reader that left early (`show ... | head`) shows here, not at interpreter exit.
+        sys.stdout.flush()
+        return status
+    except BrokenPipeError:
+        # Quiet, as Unix tools are; the shell sees 128 + SIGPIPE as for a tool the signal ended.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except RunnerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except psycopg.Error as exc:
+        print(f"error: database error: {render.first_line(str(exc))}", file=sys.stderr)
+        return 1
 
 
 def configure_logging(args: argparse.Namespace) -> None:
@@ -374,6 +388,11 @@ def cmd_prune(args: argparse.Namespace) -> int:
         keep_latest=parse_count("--keep-latest", args.keep_latest, "runs"),
         tenant_id=optional(parse_uuid, "--tenant-id", args.tenant_id),
     )
+    if policy.keep_latest < 1:
+        raise BadInput(
+            f"--keep-latest must be 1 or more, got {args.keep_latest!r}: the dashboards show"
+            " each tenant's latest run"
+        )
     tables = Tables.from_environment()
     with connect() as conn:
         candidates = retention.prunable_runs(conn, tables, policy)
@@ -383,7 +402,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     print(
         f"{len(pruned)} finished run(s) older than {policy.older_than_days} days"
         f" {'would be' if args.dry_run else 'were'} deleted with their rows;"
-        f" the latest {policy.keep_latest} SUCCEEDED run(s) of each tenant are kept",
+        f" the latest {policy.keep_latest} SUCCEEDED unfiltered run(s) of each tenant are kept",
         file=sys.stderr,
     )
     return 0

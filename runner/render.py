@@ -3,11 +3,34 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
+
+# What a terminal acts on instead of printing: C0, DEL, C1, line separators and bidi controls.
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_NAMED_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def printable(text: str) -> str:
+    """The text with every control character written as its escape (\\x1b, \\t, \\n, \\u202e), so
+    CRM text cannot drive the terminal and one row stays one line. Backslashes stay as they are."""
+    return _UNPRINTABLE.sub(lambda match: _escape(match.group()), text)
+
+
+def _escape(char: str) -> str:
+    if char in _NAMED_ESCAPES:
+        return _NAMED_ESCAPES[char]
+    code = ord(char)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def first_line(text: str) -> str:
+    """The first line of a message (PostgreSQL's go on with context lines), printable."""
+    return printable(text.strip().split("\n", 1)[0])
 
 
 def to_json(value: Any) -> str:
@@ -50,7 +73,7 @@ def _cell(value: Any) -> str:
         return value.strftime("%Y-%m-%d %H:%M:%S%z")
     if isinstance(value, Decimal):
         return f"{value:,}"
-    return str(value)
+    return printable(str(value))
 
 
 def percent(fraction: Decimal | None) -> str:
@@ -132,13 +155,13 @@ def runs_table(runs: Sequence[dict[str, Any]]) -> str:
 def run_header(run: dict[str, Any]) -> str:
     params = ", ".join(f"{k}={v}" for k, v in (run["input_params"] or {}).items() if v is not None)
     lines = [
-        f"run {run['run_id']}  {run['status']}",
-        f"tenant     {run['tenant_id']}",
+        f"run {_cell(run['run_id'])}  {_cell(run['status'])}",
+        f"tenant     {_cell(run['tenant_id'])}",
         f"generated  {_cell(run['generated_at'])}   finished {_cell(run['finished_at']) or '-'}",
-        f"parameters {params}",
+        f"parameters {printable(params)}",
     ]
     if run["error_message"]:
-        lines.append(f"error      {run['error_message']}")
+        lines.append(f"error      {printable(run['error_message'])}")
     return "\n".join(lines)
 
 

@@ -45,9 +45,18 @@ succeeded_runs as (
     from report_runs
 
     -- Only finished, successful runs: a dashboard never shows a half-built or failed run.
+    -- Only whole-pipeline runs: a filtered or broken-down run is a part, not the tenant's picture.
+    -- runner/retention.py (UNFILTERED_RUN) keeps these same runs when it prunes: change both.
     where
         report_type = '{{ deal_aging_report_type() }}'
         and run_status = 'SUCCEEDED'
+        and period_start is null
+        and period_end is null
+        and pipeline_id is null
+        and stage_id is null
+        and principal_type is null
+        and principal_id is null
+        and breakdown is null
 
 ),
 

@@ -1,5 +1,6 @@
 """report_deal_aging_latest: any number of concurrent `dbt run`s may rebuild it, and it shows each
-tenant's latest SUCCEEDED run, never a newer run that is in progress or failed."""
+tenant's latest SUCCEEDED run of the whole pipeline, never a newer run that is in progress, failed
+or filtered."""
 
 from __future__ import annotations
 
@@ -8,20 +9,32 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import psycopg
 import pytest
 from dbt_common.invocation import get_invocation_id
+from psycopg.types.json import Jsonb
 
 from runner.dbt_project import PROJECT_DIR
 
-from .report_checks import FACT_COLUMNS, ORDER, fact_rows, runs_of_invocation
-from .runner_process import runner_env, wait_until
+from .report_checks import FACT_COLUMNS, ORDER, DatasetIds, fact_rows, runs_of_invocation
+from .runner_process import run_runner, runner_env, wait_until
 from .support import FACT_TABLE, REPORT_RUN_TABLE, Dbt, connect
 
 LATEST_VIEW = "dyno_crm.report_deal_aging_latest"
 CONCURRENT_BUILDS = 4
+# One filter or breakdown of a run each: any of them makes the run a partial picture.
+FILTERS: dict[str, dict[str, Any]] = {
+    "period_start": {"period_start": "2020-01-01T00:00:00+00:00"},
+    "period_end": {"period_end": "2030-01-01T00:00:00+00:00"},
+    "pipeline_id": {"pipeline_id": str(uuid.uuid4())},
+    "stage_id": {"stage_id": str(uuid.uuid4())},
+    "principal_type": {"principal_type": "USER"},
+    "principal_id": {"principal_id": str(uuid.uuid4())},
+    "breakdown": {"breakdown": "owner"},
+}
 DBT_EXECUTABLE = Path(sys.executable).with_name("dbt")
 
 
@@ -29,7 +42,11 @@ DBT_EXECUTABLE = Path(sys.executable).with_name("dbt")
 def runs(dbt: Dbt, database_env: dict[str, str]) -> Iterator[dict[UUID, UUID]]:
     """One real SUCCEEDED run per tenant, by tenant; the view is dropped after the module."""
     result = dbt.invoke(
-        "run", "--select", "report_deal_aging_fact", dbt_vars={"threshold_days": 30}
+        "run",
+        "--select",
+        "report_deal_aging_fact",
+        "report_deal_aging_deal",
+        dbt_vars={"threshold_days": 30},
     )
     assert result.success, result.exception
     with connect(database_env["PGDATABASE"], autocommit=True) as conn:
@@ -104,6 +121,56 @@ def test_shows_the_latest_succeeded_run_of_each_tenant(runs, dbt, db):
         db.execute(f"delete from {REPORT_RUN_TABLE} where run_id = any(%s)", (list(extra),))
 
 
+def test_a_filtered_run_never_replaces_the_tenants_picture(runs, dbt, db):
+    result = dbt.invoke("run", "--select", "report_deal_aging_latest")
+    assert result.success, result.exception
+    tenant_id = next(iter(runs))
+    for name, filters in FILTERS.items():
+        filtered = uuid.uuid4()
+        try:
+            _add_run(db, filtered, tenant_id, 1, "SUCCEEDED", runs[tenant_id], filters)
+
+            shown = db.execute(
+                f"select distinct run_id from {LATEST_VIEW} where tenant_id = %s", (tenant_id,)
+            ).fetchall()
+            assert shown == [(runs[tenant_id],)], f"a newer run filtered by {name} shows"
+        finally:
+            db.execute(f"delete from {REPORT_RUN_TABLE} where run_id = %s", (filtered,))
+
+
+def test_a_runner_run_for_one_user_leaves_the_tenants_picture(
+    runs, dbt, db, database_env, ids: DatasetIds
+):
+    tenant_id = UUID(ids.tenants[0])
+    result = dbt.invoke("run", "--select", "report_deal_aging_latest")
+    assert result.success, result.exception
+    before = _latest_rows(db, tenant_id)
+    done = run_runner(
+        database_env,
+        "run",
+        "--tenant-id",
+        str(tenant_id),
+        "--threshold-days",
+        "30",
+        "--principal-type",
+        "USER",
+        "--principal-id",
+        ids.owner_user_id,
+    )
+    assert done.returncode == 0, done.stderr
+    one_user = UUID(done.stdout.splitlines()[-1])
+    try:
+        assert fact_rows(db, one_user), "the user's run has rows of its own"
+
+        shown = db.execute(
+            f"select distinct run_id from {LATEST_VIEW} where tenant_id = %s", (tenant_id,)
+        ).fetchall()
+        assert shown == [(runs[tenant_id],)]
+        assert _latest_rows(db, tenant_id) == before
+    finally:
+        db.execute(f"delete from {REPORT_RUN_TABLE} where run_id = %s", (one_user,))
+
+
 def _start_build(dbt: Dbt, database_env: dict[str, str], scratch: Path) -> subprocess.Popen[str]:
     """`dbt run` of the view alone, as an analyst's shell runs it, with a target of its own."""
     return subprocess.Popen(
@@ -141,16 +208,29 @@ def _add_run(
     hours_from_now: int,
     status: str,
     facts_of: UUID | None,
+    filters: dict[str, Any] | None = None,
 ) -> None:
-    """A header newer than the real runs and, when facts_of is given, a copy of that run's facts."""
+    """A header newer than the real runs and, when facts_of is given, a copy of that run's facts.
+    Filters go in input_params, and the period bounds in their columns too, as the runner writes
+    them."""
+    filters = filters or {}
     with db.transaction():
         db.execute(
             f"insert into {REPORT_RUN_TABLE}"
-            " (run_id, tenant_id, report_type, generated_at, input_params, status, finished_at)"
+            " (run_id, tenant_id, report_type, generated_at, period_start, period_end,"
+            " input_params, status, finished_at)"
             " values (%(run_id)s, %(tenant_id)s, 'deal_aging', now() + make_interval(hours => %(hours)s),"
-            " '{\"threshold_days\": 30}', %(status)s::text,"
+            " %(period_start)s, %(period_end)s, %(input_params)s, %(status)s::text,"
             " case when %(status)s::text = 'IN_PROGRESS' then null else now() end)",
-            {"run_id": run_id, "tenant_id": tenant_id, "hours": hours_from_now, "status": status},
+            {
+                "run_id": run_id,
+                "tenant_id": tenant_id,
+                "hours": hours_from_now,
+                "period_start": filters.get("period_start"),
+                "period_end": filters.get("period_end"),
+                "input_params": Jsonb({"threshold_days": 30} | filters),
+                "status": status,
+            },
         )
         if facts_of is not None:
             db.execute(
