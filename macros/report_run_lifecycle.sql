@@ -33,8 +33,18 @@
     {{ return(
         execute
         and flags.WHICH in ['run', 'build']
-        and 'model.deal_aging.report_deal_aging_fact' in selected_resources
+        and (selected_resources | select('in', deal_aging_run_keyed_models()) | list | length > 0)
     ) }}
+{% endmacro %}
+
+
+{# The run-keyed models' unique ids: a report invocation builds all of them or none. #}
+{% macro deal_aging_run_keyed_models() %}
+    {% set ids = [] %}
+    {% for table in deal_aging_run_keyed_tables() %}
+        {% do ids.append('model.deal_aging.' ~ table) %}
+    {% endfor %}
+    {{ return(ids) }}
 {% endmacro %}
 
 
@@ -51,6 +61,12 @@
     {% if not deal_aging_is_report_invocation() %}
         {{ return('') }}
     {% endif %}
+    {% for model in deal_aging_run_keyed_models() if model not in selected_resources %}
+        {{ exceptions.raise_compiler_error(
+            "A report run writes its facts and its deal list together: select both run-keyed models"
+            ~ " (--select tag:report_run) or neither; " ~ model.split('.')[-1] ~ " is not selected."
+        ) }}
+    {% endfor %}
     {% set given_run_ids = deal_aging_given_run_ids() %}
     {% set params = deal_aging_report_params() %}
     {% do deal_aging_ensure_report_run() %}

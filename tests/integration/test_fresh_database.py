@@ -4,17 +4,20 @@ the report's tables all succeed; whoever comes first builds the tables, the othe
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
 
+from runner.dbt_project import PROJECT_DIR
 from runner.demo_data import DatasetSpec, create_source_schema, load_dataset
 from runner.execute import RunRequest
 from runner.params import build_params
 from runner.queue import submit
 from runner.report_runs import SETUP_RELATIONS, Tables
 
-from .runner_process import start_runner, wait_until
+from .runner_process import runner_env, start_runner, wait_until
 from .support import connect, create_database, drop_database, server_env
 
 RUNNERS = 16
@@ -62,20 +65,29 @@ def test_concurrent_runners_on_a_fresh_database_all_succeed(fresh_env):
             assert conn.execute("select to_regclass(%s)", (f"dyno_crm.{relation}",)).fetchone()[0]
 
 
-def test_workers_started_at_once_on_a_fresh_database_serve_every_request(fresh_env):
+def test_workers_started_at_once_on_a_fresh_database_serve_every_request(fresh_env, tmp_path):
     dbname = fresh_env["PGDATABASE"]
-    workers = [start_runner(fresh_env, "worker", "--poll-seconds", "0.2") for _ in range(2)]
+    logs = [tmp_path / f"worker-{i}.log" for i in range(2)]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "runner", "worker", "--poll-seconds", "0.2"],
+            cwd=PROJECT_DIR,
+            env=runner_env(fresh_env),
+            stdout=subprocess.DEVNULL,
+            stderr=log.open("w"),
+        )
+        for log in logs
+    ]
     try:
-        with connect(dbname) as conn:
+        with connect(dbname, autocommit=True) as conn:
             wait_until(
                 lambda: (
                     conn.execute("select to_regclass('dyno_crm.report_run')").fetchone()[0]
                     is not None
                 ),
-                timeout=120,
+                timeout=180,
                 what="a worker to build report_run",
             )
-            conn.commit()
             tenants = _tenants(dbname)
             for i in range(REQUESTS):
                 request = RunRequest(tenants[i % len(tenants)], build_params(threshold_days=str(i)))
@@ -90,4 +102,4 @@ def test_workers_started_at_once_on_a_fresh_database_serve_every_request(fresh_e
             worker.send_signal(signal.SIGTERM)
         for worker in workers:
             worker.wait(timeout=60)
-    assert _statuses(dbname) == ["SUCCEEDED"] * REQUESTS
+    assert _statuses(dbname) == ["SUCCEEDED"] * REQUESTS, [log.read_text() for log in logs]

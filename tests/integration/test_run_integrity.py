@@ -13,7 +13,7 @@ import psycopg
 
 from .report_checks import fact_rows, header
 from .runner_process import block_deals, blocked_on_lock, run_runner, runner_env, wait_until
-from .support import DEAL_TABLE, FACT_TABLE, REPORT_RUN_TABLE
+from .support import DEAL_TABLE, FACT_TABLE, REPORT_RUN_TABLE, row_counts
 
 DBT = str(Path(sys.executable).with_name("dbt"))
 
@@ -139,3 +139,16 @@ def test_sweep_fails_a_dbt_invocation_that_is_gone(dbt, database_env, db, ids, r
     for table in (FACT_TABLE, DEAL_TABLE):
         count = db.execute(f"select count(*) from {table} where run_id = %s", (run["run_id"],))
         assert count.fetchone()[0] == 0
+
+
+def test_one_run_keyed_model_alone_opens_no_run(dbt, database_env, db, ids, report_ready):
+    """Facts without their deal list could never add up: such an invocation is refused."""
+    before = row_counts(db)
+
+    result = dbt.invoke(
+        "run", "--select", "report_deal_aging_fact", dbt_vars={"tenant_id": ids.tenants[0]}
+    )
+
+    assert not result.success
+    assert "select both run-keyed models" in str(result.exception)
+    assert row_counts(db) == before
