@@ -230,6 +230,24 @@ def test_runner_refuses_an_unsafe_report_schema(database_env, db, ids, report_re
     assert schemas == (0,)
 
 
+def test_dbt_refuses_an_unsafe_report_schema_before_it_connects(
+    dbt, db, ids, report_ready, canary, monkeypatch
+):
+    """dbt creates a missing target schema before any hook runs, quoting the name unescaped: the
+    example profile refuses such a name while it is read."""
+    monkeypatch.setenv("DEAL_AGING_SCHEMA", f'x"; drop table {canary}; --')
+    before = row_counts(db)
+
+    result = dbt.run({"threshold_days": 30})
+
+    assert not result.success
+    assert "DEAL_AGING_SCHEMA must be a plain schema name" in str(result.exception)
+    assert row_counts(db) == before
+    assert table_exists(db, canary)
+    schemas = db.execute("select count(*) from pg_namespace where nspname like 'x\"%'").fetchone()
+    assert schemas == (0,)
+
+
 @pytest.mark.parametrize(("name", "value"), EXTREME_BOUNDS)
 def test_runner_refuses_a_period_bound_outside_the_years_it_can_convert(
     name, value, database_env, db, ids, report_ready
