@@ -237,3 +237,19 @@ def test_negative_amounts_count_as_they_are(database_env, dbt, db, ids, report_r
         assert done.returncode == 0, done.stderr
         run = header(db, done.stdout.splitlines()[-1])
         assert_run_matches_oracle(db, run)
+
+
+def test_an_earlier_fact_tables_amount_check_is_dropped(database_env, db, ids, report_ready):
+    """Tables made before negative amounts were counted carry a check they would break."""
+    db.execute(
+        f"alter table {FACT_TABLE} add constraint ck_report_deal_aging_fact_at_risk_amount"
+        " check (at_risk_amount <= total_amount) not valid"
+    )
+    culprit = ids.tenants[1]
+    with bad_rows(db, culprit, negative_amount):
+        done = run_runner(database_env, "run", "--tenant-id", culprit, "--threshold-days", "30")
+    assert done.returncode == 0, done.stderr
+    left = db.execute(
+        "select count(*) from pg_constraint where conname = 'ck_report_deal_aging_fact_at_risk_amount'"
+    ).fetchone()
+    assert left == (0,)
