@@ -99,7 +99,7 @@
                 and status = 'IN_PROGRESS'
                 {% else %}
                 and status in ('SUCCEEDED', 'FAILED')
-                and {{ deal_aging_liveness_lock('run_id', transaction=true) }}
+                and {{ deal_aging_nobody_executes('run_id') }}
                 {% endif %}
             returning run_id
         {% endcall %}
@@ -164,15 +164,11 @@
 
 
 {#
-    The advisory lock that tells `sweep` a run is being executed: the runner and the workers hold
-    it for a whole run. With transaction=true, a try-lock that lets go at commit.
+    True when nobody executes the run now: the runner and the workers hold this advisory lock for
+    a whole run (the key is runner/report_runs.py's liveness_key). The try-lock lets go at commit.
 #}
-{% macro deal_aging_liveness_lock(run_id_sql, transaction=false) %}
-    {%- if transaction -%}
-        pg_try_advisory_xact_lock(hashtextextended({{ run_id_sql }}::text, 0))
-    {%- else -%}
-        pg_try_advisory_lock(hashtextextended({{ run_id_sql }}::text, 0))
-    {%- endif -%}
+{% macro deal_aging_nobody_executes(run_id_sql) %}
+    pg_try_advisory_xact_lock(hashtextextended({{ run_id_sql }}::text, 0))
 {% endmacro %}
 
 

@@ -81,7 +81,7 @@ class Tables:
 
 # Everything the setup builds besides report_run: the run-keyed tables and the dashboards' views.
 SETUP_RELATIONS = (*RUN_KEYED_TABLES, "report_deal_aging_latest", "report_deal_aging_trend")
-# Concurrent setups take turns on this lock (the macros take it too, for report_run's DDL).
+# Concurrent setups take turns on this lock.
 SETUP_LOCK = "deal_aging.setup"
 
 
@@ -103,7 +103,8 @@ def take_setup_lock(conn: psycopg.Connection) -> None:
 
 def liveness_key(run_id: sql.Composable) -> sql.Composed:
     """The advisory lock a runner or worker holds while it executes a run: its session dies with
-    it, so `sweep` can tell a run whose executor is gone from one still being worked on."""
+    it, so `sweep` can tell a run whose executor is gone from one still being worked on. The
+    macro deal_aging_nobody_executes uses the same key (tests/unit/test_vocabulary.py)."""
     return sql.SQL("hashtextextended({}::text, 0)").format(run_id)
 
 

@@ -6,9 +6,11 @@ import re
 from pathlib import Path
 
 import yaml
+from psycopg import sql
 
 from runner.dbt_project import PROJECT_DIR
 from runner.params import MAX_YEAR, MIN_YEAR, SCHEMA_NAME
+from runner.report_runs import liveness_key
 
 REPORT_PARAMS = PROJECT_DIR / "macros" / "report_params.sql"
 
@@ -57,3 +59,9 @@ def test_the_schema_name_rule_is_the_same_in_jinja_and_python() -> None:
     assert jinja in macro_body(
         PROJECT_DIR / "macros" / "report_run_table.sql", "deal_aging_report_run_relation"
     )
+
+
+def test_the_liveness_lock_has_one_key_on_both_sides() -> None:
+    python_key = liveness_key(sql.SQL("run_id")).as_string(None)
+    macro = (PROJECT_DIR / "macros" / "report_run_lifecycle.sql").read_text()
+    assert python_key in macro.replace("{{ run_id_sql }}", "run_id")
