@@ -1,4 +1,4 @@
-"""The baseline: the seed design's reference query, run with psycopg in a fresh process.
+"""The baseline: the design's reference query, run with psycopg in a fresh process.
 
     python -m bench.baseline (--tenant-id UUID | --all-tenants) --threshold-days N
 
@@ -6,7 +6,7 @@ For each tenant it runs tests/reference/seed_report_query.sql (as of now) and in
 into a scratch copy of the fact table (`bench_baseline_fact`, created by the benchmark with the
 fact table's columns, types, constraints and indexes), under a new run_id, one transaction per
 tenant. Connection settings are the libpq variables, as for the runner. It imports nothing but
-psycopg, as the seed's own service would.
+psycopg, as a plain service running the reference query would.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ PHASES = {"both": ("without", "with"), "without": ("without",), "with": ("with",
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
-        description="The report at CRM scale: the runner against the seed's raw SQL, "
+        description="The report at CRM scale: the runner against the reference query, "
         "fresh processes, alternating pairs, medians. Builds its databases once and reuses them.",
     )
     parser.add_argument("--smoke", action="store_true", help="tiny size for CI (under a minute)")

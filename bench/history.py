@@ -97,9 +97,9 @@ def synthesize(database: str, runs: int, template: UUID, schema: str = "dyno_crm
 
 def settle(database: str, schema: str = "dyno_crm") -> None:
     """Vacuum and analyze report_run and the tables keyed by run_id, as autovacuum keeps them on
-    a live server. This machine's server runs with autovacuum off: never analyzed, report_run
-    once led the planner to read a tenant's whole history once per deal (171 ms instead of 13 ms
-    for a 2,000-deal tenant after 1,230 runs)."""
+    a live server. A server may run with autovacuum off, and a never-analyzed report_run once led
+    the planner to read a tenant's whole history once per deal (docs/performance.md,
+    "Statistics")."""
     with databases.connect(database, autocommit=True) as conn:
         for table in [REPORT_RUN, *run_tables(conn, schema)]:
             conn.execute(sql.SQL("vacuum (analyze) {}").format(sql.Identifier(schema, table)))

@@ -1,7 +1,7 @@
 """Two sides measured in alternation, and their medians.
 
 Each pair runs both sides back to back, the order flipping from pair to pair, so that a drift
-in the machine's load (other work on the same two cores) weighs on both sides alike.
+in the machine's load (other work on the same cores) weighs on both sides alike.
 """
 
 from __future__ import annotations

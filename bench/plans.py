@@ -1,4 +1,4 @@
-"""EXPLAIN (ANALYZE, BUFFERS) of what a report run executes, next to the seed's reference query.
+"""EXPLAIN (ANALYZE, BUFFERS) of what a report run executes, next to the design's reference query.
 
 The models' SQL is taken from a runner run's own debug log (executed_selects), and explained
 right after that run, while its headers still carry its invocation id: the statement explained

@@ -1,4 +1,5 @@
-"""The measurements of issue 6, each a pair of sides measured in alternation."""
+"""The measurements of `make bench` (docs/performance.md), each a pair of sides measured in
+alternation."""
 
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ class Row:
     key: str
     title: str
     pairs: Pairs
-    target: float | None  # the highest ratio allowed, if the issue sets one
+    target: float | None  # the highest ratio allowed, if the project sets one
     note: str = ""
 
     @property

@@ -1,4 +1,4 @@
-"""The two sides of every comparison, as fresh processes: the runner and the seed's baseline.
+"""The two sides of every comparison, as fresh processes: the runner and the baseline.
 
 The runner runs from a project directory (this checkout, or another one given with
 --runner-project, to measure a change before it is made) exactly as an orchestrator starts it:
@@ -7,9 +7,9 @@ The runner runs from a project directory (this checkout, or another one given wi
 Partial parsing: dbt keeps one partial-parse file per target path, and throws it away whenever
 the profile changes, which includes the database name. The runner's target path is fixed
 (target/runner), so a benchmark alternating two databases, or the test suite running the runner
-against its own database meanwhile, would make every run parse the whole project again (about
-1.5 s here). A runner deployed against one database does not pay that. So the benchmark keeps
-one partial-parse file per database (`prime`: `dbt parse` with the runner's own arguments) and
+against its own database meanwhile, would make every run parse the whole project again. A
+runner deployed against one database does not pay that. So the benchmark keeps one
+partial-parse file per database (`prime`: `dbt parse` with the runner's own arguments) and
 points the runner at it with DBT_PARTIAL_PARSE_FILE_PATH, which dbt reads and never writes.
 """
 

@@ -1,5 +1,5 @@
-"""Warm workers against the seed's raw SQL (issue 7): a request's cost through a worker that keeps
-dbt loaded, and the throughput of two workers on this machine.
+"""Warm workers against the design's reference query: a request's cost through a worker that keeps
+dbt loaded, and the throughput of two workers on the machine it runs on.
 
     python -m bench.warm_worker --database deal_aging_bench [--pairs 5] [--queue 200]
 

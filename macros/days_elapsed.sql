@@ -1,5 +1,5 @@
 {#
-    Fractional days from one instant to a later one, never negative: the seed design's
+    Fractional days from one instant to a later one, never negative: the reference query's
     greatest(0, extract(epoch from (to - from)) / 86400).
     An infinite instant (the CRM's columns allow 'infinity' and '-infinity') gives null, an
     unknown age: no interval can hold it (docs/decisions/bad-crm-rows.md).

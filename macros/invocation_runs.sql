@@ -62,11 +62,8 @@
     The parameters every run of this invocation shares, as SQL literals, by name; and `tenant_ids`,
     the runs' tenants. int_deal_aging_current_deals writes them into its filters in place of the
     runs' columns, so PostgreSQL plans a run with its parameters as constants, as it plans the
-    seed's own query: the tenant's size comes from the statistics, and the filters a run does not
-    use fold away. From the runs' columns alone every parameter is unknown when the query is
-    planned (the ephemeral chain's nested WITHs keep the planner from pulling them up), the row
-    estimates collapse and the plan scans every tenant (measured on a 2,000-deal tenant in a
-    million-deal database: 750 ms against the seed's 13 ms).
+    design's reference query; from the runs' columns alone the row estimates collapse
+    (docs/decisions/plan-constants.md).
     Empty while parsing, in unit tests and when no run is being computed (compile): the filters
     then read the runs' columns only.
 #}

@@ -135,7 +135,8 @@
 
         -- Deleting a header deletes its deal list, as the fact table's foreign key does for its
         -- facts. The deal list has no foreign key: checked row by row it would double the cost of
-        -- a big tenant's run (see its YAML), while this costs only the rare delete of a header.
+        -- a big tenant's run, while this costs only the rare delete of a header
+        -- (docs/decisions/deal-list-without-foreign-key.md).
         -- One delete per header, so each goes through the deal list's run_id index.
         create or replace function {{ adapter.quote(relation.schema) }}.deal_aging_delete_deals_of_deleted_runs()
         returns trigger

@@ -2,17 +2,15 @@
 must rerun tests/integration/test_dbt_compilation.py, which checks both).
 
 Ephemeral models without re-parsing. dbt puts a model's ephemeral parents into its SQL by parsing
-that SQL with sqlparse to find its WITH keyword, once per model that refers to an ephemeral one:
-more than half of the CPU time of a warm worker's small run (measured with yappi). Every model
-here that refers to an ephemeral one starts with WITH, and for such SQL the result is plain text:
-the CTEs go after that keyword and the whitespace after it, followed by ", ". Anything else (no
-leading WITH, WITH RECURSIVE) goes to dbt's own function, unchanged.
+that SQL with sqlparse, which is slow. Every model here that refers to an ephemeral one starts
+with WITH, and for such SQL the result is plain text: the CTEs go after that keyword and the
+whitespace after it, followed by ", ". Anything else (no leading WITH, WITH RECURSIVE) goes to
+dbt's own function, unchanged (docs/decisions/cte-injection.md).
 
 One compilation at a time. The report's two models run on two threads and share their ephemeral
-parents; started together, both threads found the parents uncompiled and compiled all of them
-(16 compilations of 9 nodes, measured). Compiling is Python work that the GIL serializes anyway,
-so taking turns costs nothing, and the second model finds its parents compiled. The models' SQL
-still runs in parallel.
+parents, which both threads would otherwise compile. Compiling is Python work that the GIL
+serializes anyway, so taking turns costs nothing; the models' SQL still runs in parallel
+(docs/decisions/one-compilation-at-a-time.md).
 """
 
 from __future__ import annotations

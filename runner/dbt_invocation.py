@@ -39,8 +39,8 @@ class DbtSettings:
 
     def common_args(self) -> list[str]:
         # The runner's own target path, one per connection: its partial-parse cache is not thrown
-        # away by analysts' runs with other vars, nor by runs against another database (a full
-        # re-parse costs 1.5 s).
+        # away by analysts' runs with other vars, nor by runs against another database
+        # (docs/decisions/run-ids-outside-vars.md).
         args = [
             "--project-dir",
             str(PROJECT_DIR),
@@ -151,9 +151,8 @@ def _invoke(args: list[str], manifest: Manifest | None = None) -> dbtRunnerResul
 def _default_behavior_flags_kept() -> Iterator[None]:
     """dbt-adapters (1.24) gives each new adapter its behavior flags by extending the module's list
     of default flags in place, and every invocation makes a new adapter. In a process that invokes
-    dbt again and again the list grows by the adapter's own flags each time, and each flag costs
-    an inspect.stack() when an adapter is made: a warm worker's small-tenant run went from 0.38 s
-    to 0.72 s over 160 runs (measured). Every invocation leaves the list as it found it."""
+    dbt again and again the list, and the cost of making an adapter, grows with every run. Every
+    invocation leaves the list as it found it (docs/decisions/behavior-flags.md)."""
     from dbt.adapters.base import impl
 
     defaults = impl.DEFAULT_BASE_BEHAVIOR_FLAGS

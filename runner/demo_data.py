@@ -858,10 +858,10 @@ ORDER BY 2, 3
 def _drop_keys(target: _Target) -> list[sql.Composable]:
     """Drop the tables' primary keys, foreign keys and indexes; return what recreates them.
 
-    COPY into the keyed tables, with random-UUID index inserts and foreign-key checks per row,
-    took 55 s for 3.8M rows here; without them COPY took 9 s, and building the same keys
-    afterwards 4 s. The definitions come from the catalog, so the recreated keys are exactly
-    the ones dropped, names included.
+    COPY into the keyed tables pays random-UUID index inserts and foreign-key checks row by row;
+    COPY without them, then building the same keys, is several times faster (docs/performance.md,
+    "Demo data"). The definitions come from the catalog, so the recreated keys are exactly the
+    ones dropped, names included.
     """
     rows = target.conn.execute(
         _KEYS_QUERY, {"schema": target.schema, "tables": list(_TABLES)}

@@ -38,7 +38,7 @@ class ReportParams:
     breakdown: str | None = None
 
     def input_params(self) -> dict[str, Any]:
-        """The header's input_params: the seed design's keys, in the form dbt's hook writes."""
+        """The header's input_params: the reference query's names, in the form dbt's hook writes."""
         return {
             "threshold_days": self.threshold_days,
             "cycle_threshold_days": self.cycle_threshold_days,

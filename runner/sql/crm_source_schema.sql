@@ -1,4 +1,4 @@
--- Copied from shared/crm-source-schema.sql (owned by the CRM team); keep the rest of this file identical to it.
+-- The CRM team's DDL, verbatim below this line: change it only with the CRM's own schema.
 -- The CRM's own tables that the Deal Aging report reads (the dbt sources).
 -- The CRM application owns and writes them; the report project only reads them.
 -- Column names and meanings follow the seed design (seed/deal-aging-report-design.txt);

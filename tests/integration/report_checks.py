@@ -85,7 +85,7 @@ def fact_rows(db: psycopg.Connection, run_id: Any) -> list[tuple]:
 
 
 def oracle_rows(db: psycopg.Connection, run: dict[str, Any]) -> list[tuple]:
-    """The seed's reference query for the run's parameters, stored through the fact table's
+    """The design's reference query for the run's parameters, stored through the fact table's
     column types (so rounding is the same), read back in the same order."""
     params = dict(run["input_params"])
     params["tenant_id"] = run["tenant_id"]

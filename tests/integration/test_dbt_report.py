@@ -1,6 +1,6 @@
 """The analysts' path: `dbt run --vars ...` alone produces complete, correct report runs.
 
-Every run's facts are compared with the seed design's reference query, run directly."""
+Every run's facts are compared with the design's reference query, run directly."""
 
 from __future__ import annotations
 

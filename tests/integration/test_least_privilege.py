@@ -138,7 +138,7 @@ GRANTS: dict[str, tuple[str, tuple[Grant, ...]]] = {
         ),
     ),
 }
-README = PROJECT_DIR / "README.md"
+README = PROJECT_DIR / "docs" / "operations.md"
 
 
 def readme_block() -> str:

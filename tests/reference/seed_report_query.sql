@@ -1,8 +1,8 @@
--- The seed design's reference query (deal-aging-report-design.txt, section B), used as the oracle
+-- The design's reference query for the report, used as the oracle
 -- the tests and the benchmark compare the dbt models with. Adapted only as far as a driver needs:
 --   * :name placeholders became named psycopg placeholders, with a cast on each so PostgreSQL knows its type;
 --   * NOW() became the placeholder "now", so a comparison can use the instant the compared run recorded;
---   * the schema name dyno_crm is kept as in the seed.
+--   * the schema name dyno_crm is kept as the design writes it.
 WITH params AS (
     SELECT
         %(tenant_id)s::uuid      AS tenant_id,
