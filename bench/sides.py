@@ -5,12 +5,10 @@ The runner runs from a project directory (this checkout, or another one given wi
 `python -m runner run ...` with the libpq variables of the database under test.
 
 Partial parsing: dbt keeps one partial-parse file per target path, and throws it away whenever
-the profile changes, which includes the database name. The runner's target path is fixed
-(target/runner), so a benchmark alternating two databases, or the test suite running the runner
-against its own database meanwhile, would make every run parse the whole project again. A
-runner deployed against one database does not pay that. So the benchmark keeps one
-partial-parse file per database (`prime`: `dbt parse` with the runner's own arguments) and
-points the runner at it with DBT_PARTIAL_PARSE_FILE_PATH, which dbt reads and never writes.
+the profile changes. The runner keeps one target path per profile, target and database
+(runner/dbt_invocation.py), so each database keeps its own file; the benchmark still primes it
+(`prime`: `dbt parse` with the runner's own arguments) and points the runner at it with
+DBT_PARTIAL_PARSE_FILE_PATH, which dbt reads and never writes, so no measured run pays a parse.
 """
 
 from __future__ import annotations

@@ -2,15 +2,15 @@
     A report run's life inside one dbt invocation.
 
     on-run-start (deal_aging_begin_runs): validate the vars, make sure report_run exists, then
-      either open one IN_PROGRESS header per tenant (the analysts' path: dbt owns those headers),
-      or, when run_ids are given (the runner's path), adopt the headers their owner wrote.
-      Either way the headers are stamped with this invocation's id, which is how the models find
-      the runs they compute (deal_aging_runs_of_this_invocation).
-    on-run-end (deal_aging_end_runs): close the headers dbt owns: SUCCEEDED, or FAILED with the
-      error and no facts left behind. Headers owned by the runner are left to the runner.
+      open one IN_PROGRESS header per tenant (the analysts' path), adopt the headers the runner
+      wrote (DEAL_AGING_RUN_IDS), or take finished runs to recompute (the var run_id). Every
+      header is stamped with this invocation's id, which is how the models find their runs
+      (deal_aging_runs_of_this_invocation).
+    on-run-end (deal_aging_end_runs): close every run of the invocation, whoever opened it:
+      SUCCEEDED, or FAILED with the reason and no rows (docs/architecture.md).
 
-    Both do nothing unless this invocation builds the fact model, so `dbt compile`, `dbt test` or
-    `dbt docs generate` never open report runs.
+    Both do nothing unless this invocation builds the run-keyed models, so `dbt compile`,
+    `dbt test` or `dbt docs generate` never open report runs.
 #}
 
 {% macro deal_aging_report_type() %}

@@ -1,8 +1,8 @@
--- The CRM team's DDL, verbatim below this line: change it only with the CRM's own schema.
+-- The CRM team's DDL: change it only with the CRM's own schema.
 -- The CRM's own tables that the Deal Aging report reads (the dbt sources).
 -- The CRM application owns and writes them; the report project only reads them.
--- Column names and meanings follow the seed design (seed/deal-aging-report-design.txt);
--- this file pins the types, nullability and keys that the design leaves implicit.
+-- Column names and meanings follow the report's design (docs/definition.md); this file pins
+-- the types, nullability and keys of the CRM's tables.
 -- Every table is multi-tenant: a row belongs to exactly one tenant_id, and every
 -- join between them is also a join on tenant_id.
 

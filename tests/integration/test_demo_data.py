@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -21,7 +20,6 @@ from runner.demo_data import (
 
 TABLES = ("pipeline", "pipeline_stage", "deal", "deal_pipeline_stage_state")
 SPEC = DatasetSpec(deals=400, seed=7, tenants=3)
-REPO = Path(__file__).resolve().parents[2]
 LIBPQ_ENV = {"dbname": "PGDATABASE", "host": "PGHOST", "port": "PGPORT", "user": "PGUSER"}
 
 
@@ -347,13 +345,3 @@ def test_cli_loads_and_prints_summary(
     assert "250 deals" in out and out.count("\n") == 1
     assert "tenant 2/2" in err
     assert scalar(conn, "SELECT count(*) FROM demo_cli.deal") == 250
-
-
-def test_packaged_ddl_matches_shared_copy() -> None:
-    shared = REPO.parent / "shared" / "crm-source-schema.sql"
-    if not shared.exists():
-        pytest.skip("no shared/ checkout beside the repository")
-    packaged = (REPO / "runner" / "sql" / "crm_source_schema.sql").read_text(encoding="utf-8")
-    first_line, rest = packaged.split("\n", 1)
-    assert first_line.startswith("-- ")
-    assert rest == shared.read_text(encoding="utf-8")
