@@ -97,6 +97,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_dbt_options(worker)
 
+    setup = commands.add_parser(
+        "setup",
+        help="create or upgrade the report's tables and views",
+        description="Create or upgrade everything the report needs in the database: report_run,"
+        " the run-keyed tables and the dashboards' views. Idempotent; `run`, `submit` and"
+        " `worker` do it themselves when something is missing.",
+    )
+    setup.add_argument("--source-schema", metavar="NAME", help="schema of the CRM tables")
+    _add_dbt_options(setup)
+
     listing = commands.add_parser("list", help="list recent runs")
     listing.add_argument("--tenant-id", metavar="UUID")
     listing.add_argument("--status", choices=STATUSES)
@@ -335,6 +345,14 @@ def _seconds(option: str, text: str) -> float:
     return value
 
 
+def cmd_setup(args: argparse.Namespace) -> int:
+    tables = Tables.from_environment()
+    with connect() as conn:
+        ensure_setup(conn, tables, dbt_settings(args), source_schema(args), upgrade=True)
+    print(f"the report's relations are ready in {tables.schema}", file=sys.stderr)
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     tenant_id = optional(parse_uuid, "--tenant-id", args.tenant_id)
     limit = parse_count("--limit", args.limit, "runs")
@@ -412,6 +430,7 @@ COMMANDS = {
     "run": cmd_run,
     "submit": cmd_submit,
     "worker": cmd_worker,
+    "setup": cmd_setup,
     "list": cmd_list,
     "show": cmd_show,
     "sweep": cmd_sweep,

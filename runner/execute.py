@@ -80,17 +80,19 @@ def ensure_setup(
     dbt: dbt_invocation.DbtSettings,
     source_schema: str | None,
     manifest: Manifest | None = None,
+    upgrade: bool = False,
 ) -> None:
     """Every relation of the report exists before a run is opened. Runners that find one missing
-    take turns building them, so concurrent first runs never race on the same DDL."""
+    take turns building them, so concurrent first runs never race on the same DDL. With upgrade,
+    the setup runs even when everything exists, to bring it up to this version."""
     ready = report_runs.setup_is_complete(conn, tables)
     conn.commit()
-    if ready:
+    if ready and not upgrade:
         return
     try:
         with conn.transaction():
             report_runs.take_setup_lock(conn)
-            if report_runs.setup_is_complete(conn, tables):
+            if report_runs.setup_is_complete(conn, tables) and not upgrade:
                 return
             log.info("building the report's tables and views in %s", tables.schema)
             outcome = dbt_invocation.run_setup(dbt, source_schema, manifest)

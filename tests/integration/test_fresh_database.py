@@ -103,3 +103,34 @@ def test_workers_started_at_once_on_a_fresh_database_serve_every_request(fresh_e
         for worker in workers:
             worker.wait(timeout=60)
     assert _statuses(dbname) == ["SUCCEEDED"] * REQUESTS, [log.read_text() for log in logs]
+
+
+CATALOG = """
+select c.relname, c.relkind, a.attname, format_type(a.atttypid, a.atttypmod),
+       obj_description(c.oid, 'pg_class'), pg_get_viewdef(c.oid),
+       (select array_agg(conname order by conname) from pg_constraint where conrelid = c.oid),
+       (select array_agg(indexrelid::regclass::text order by 1) from pg_index where indrelid = c.oid)
+from pg_class c
+join pg_namespace n on n.oid = c.relnamespace
+left join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
+where n.nspname = 'dyno_crm' and c.relkind in ('r', 'v')
+order by 1, 3
+"""
+
+
+def _catalog(dbname: str) -> list[tuple]:
+    with connect(dbname) as conn:
+        return conn.execute(CATALOG).fetchall()
+
+
+def test_setup_from_four_processes_then_again_changes_nothing(fresh_env):
+    setups = [start_runner(fresh_env, "setup") for _ in range(4)]
+    outcomes = [(setup.wait(timeout=300), setup.stderr.read()) for setup in setups]
+    assert [code for code, _ in outcomes] == [0] * 4, [e for _, e in outcomes]
+    first = _catalog(fresh_env["PGDATABASE"])
+    assert {row[0] for row in first} >= {"report_run", *SETUP_RELATIONS}
+
+    again = start_runner(fresh_env, "setup")
+    assert again.wait(timeout=300) == 0, again.stderr.read()
+
+    assert _catalog(fresh_env["PGDATABASE"]) == first
