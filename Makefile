@@ -1,11 +1,15 @@
-# Every target starts with `install`, so a fresh clone needs nothing but Python 3.11.
-PYTHON ?= python3.11
-VENV := .venv
+# Every target starts with `install`, so a fresh clone needs nothing but Python 3.11, 3.12 or 3.13.
+# PYTHON: the newest of python3.13, python3.12 and python3.11 on PATH that runs (the pyenv shim of a
+# version pyenv has not selected is on PATH but does not run), unless set: `make PYTHON=python3.11`.
+# VENV: where the virtualenv goes; `make PYTHON=python3.12 VENV=/tmp/venv312 test-unit` keeps a
+# second one beside .venv.
+PYTHON ?= $(firstword $(foreach python,python3.13 python3.12 python3.11,$(shell $(python) -c '' >/dev/null 2>&1 && echo $(python))) python3.11)
+VENV ?= .venv
 BIN := $(VENV)/bin
 # No usage tracking: the report sends nothing out, and an unreachable host would only slow dbt.
 export DO_NOT_TRACK := 1
 
-.PHONY: install demo test lint format docs bench bench-smoke clean
+.PHONY: install demo test test-unit lint format docs bench bench-smoke clean
 
 install: $(VENV)/.installed profiles.yml
 
@@ -24,9 +28,14 @@ demo: install
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The unit tier needs no database and takes seconds: in one process, without xdist's workers.
+test-unit: install
+	$(BIN)/python -m pytest tests/unit --numprocesses=0 $(PYTEST_ARGS)
+
 lint: install
 	$(BIN)/ruff check runner tests bench
 	$(BIN)/ruff format --check runner tests bench
+	$(BIN)/mypy --cache-dir $(VENV)/.mypy_cache
 	$(BIN)/sqlfluff lint models tests/dbt
 
 format: install

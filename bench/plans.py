@@ -79,7 +79,9 @@ def executed_selects(run: ChildRun) -> dict[str, str]:
     return selects
 
 
-def explain(conn: psycopg.Connection, query: str, params: object = None) -> list[str]:
+def explain(
+    conn: psycopg.Connection, query: str, params: dict[str, object] | None = None
+) -> list[str]:
     return [line for (line,) in conn.execute("explain (analyze, buffers) " + query, params)]
 
 
@@ -96,7 +98,9 @@ def capture(
     with databases.connect(database, autocommit=True) as conn:
         version = conn.execute("select version()").fetchone()[0]
         for label, (tenant, deals) in tenants.items():
-            queries = {"seed-reference": (REFERENCE_QUERY.read_text(), reference_params(tenant))}
+            queries: dict[str, tuple[str, dict[str, object] | None]] = {
+                "seed-reference": (REFERENCE_QUERY.read_text(), reference_params(tenant))
+            }
             for name, text in models.items():
                 queries[name] = (text, None)
             for name, (query, params) in queries.items():
@@ -137,7 +141,7 @@ def capture_deletes(database: str, run: ChildRun, out_dir: Path) -> list[Plan]:
         for node, statement in statements:
             target = _DELETE_TARGET.search(statement)
             with conn.transaction(force_rollback=True):
-                rows = conn.execute(f"select count(*) from {target.group(1)}").fetchone()[0]
+                rows = conn.execute(f"select count(*) from {target.group(1)}").fetchone()[0]  # type: ignore[union-attr]
                 lines = explain(conn, statement)
             path = out_dir / f"history-{node}-delete.txt"
             header = [

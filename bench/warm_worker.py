@@ -27,7 +27,7 @@ import psycopg
 from bench.history import settle
 from bench.scenarios import ensure_baseline_table
 from runner.dbt_invocation import DbtSettings
-from runner.execute import RunRequest, ensure_report_run
+from runner.execute import RunRequest, ensure_report_run  # type: ignore[attr-defined]
 from runner.params import build_params
 from runner.queue import submit
 from runner.report_runs import Tables
@@ -121,7 +121,7 @@ def tenants_by_size(conn: psycopg.Connection) -> tuple[UUID, UUID]:
 
 
 def pairs(
-    conn, database: str, tenant: UUID, days: str, count: int
+    conn: psycopg.Connection, database: str, tenant: UUID, days: str, count: int
 ) -> tuple[list[float], list[float]]:
     warm, raw = [], []
     request_through_worker(conn, tenant, days)  # the worker's first run pays for its caches
@@ -133,7 +133,9 @@ def pairs(
     return warm, raw
 
 
-def throughput(conn, tenant: UUID, days: str, queued: int) -> tuple[float, list[UUID]]:
+def throughput(
+    conn: psycopg.Connection, tenant: UUID, days: str, queued: int
+) -> tuple[float, list[UUID]]:
     tables = Tables.from_environment()
     requests = [RunRequest(tenant, build_params(threshold_days=days)) for _ in range(queued)]
     started = time.perf_counter()
@@ -153,7 +155,7 @@ def throughput(conn, tenant: UUID, days: str, queued: int) -> tuple[float, list[
     return time.perf_counter() - started, run_ids
 
 
-def exactly_once(conn, run_ids: list[UUID], logs: list[Path]) -> str:
+def exactly_once(conn: psycopg.Connection, run_ids: list[UUID], logs: list[Path]) -> str:
     statuses = conn.execute(
         "select status, attempts, count(*) from dyno_crm.report_run where run_id = any(%s)"
         " group by 1, 2",

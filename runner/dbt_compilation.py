@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 # Whitespace and comments, then WITH (not WITH RECURSIVE, where dbt inserts after RECURSIVE) and
@@ -27,10 +27,10 @@ _LEADING_WITH = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 
-Injector = Callable[[str, Sequence[Any]], str]
+Injector = Callable[[str, list[Any]], str]
 
 
-def inject_ctes(sql: str, ctes: Sequence[Any], fallback: Injector) -> str:
+def inject_ctes(sql: str, ctes: list[Any], fallback: Injector) -> str:
     """What dbt's inject_ctes_into_sql returns; `fallback` is that function."""
     if not ctes:
         return sql
@@ -49,7 +49,7 @@ def install() -> None:
     if getattr(current, "deal_aging_fallback", None) is not None:
         return
 
-    def injector(sql: str, ctes: Sequence[Any]) -> str:
+    def injector(sql: str, ctes: list[Any]) -> str:
         return inject_ctes(sql, ctes, current)
 
     injector.deal_aging_fallback = current  # type: ignore[attr-defined]
@@ -62,4 +62,4 @@ def install() -> None:
         with one_at_a_time:
             return compile_node(self, *args, **kwargs)
 
-    compilation.Compiler.compile_node = compile_node_alone
+    compilation.Compiler.compile_node = compile_node_alone  # type: ignore[method-assign]

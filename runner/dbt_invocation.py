@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from runner import dbt_compilation
@@ -111,6 +111,7 @@ def _forget_compilation(manifest: Manifest) -> None:
     wrong runs. Every invocation on a reused manifest starts from uncompiled nodes. (A pickled
     copy per invocation would do too, but dbt 1.11's Manifest.__reduce_ex__ hands the lookups it
     has built to the wrong fields, which breaks every ref once a lookup exists.)"""
+    node: Any
     for node in manifest.nodes.values():
         if getattr(node, "compiled", False):
             node.compiled = False
@@ -125,7 +126,7 @@ def parse(settings: DbtSettings, source_schema: str | None) -> Manifest:
     result = _invoke(["parse", *settings.common_args(), *_vars(source_schema)])
     if not result.success:
         raise RunnerError(f"cannot parse the dbt project: {_outcome(result).message}")
-    return result.result
+    return result.result  # type: ignore[return-value]
 
 
 def run_operation(settings: DbtSettings, macro: str) -> DbtOutcome:

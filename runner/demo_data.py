@@ -694,7 +694,7 @@ class _Target:
         # FREEZE (allowed as the tables were truncated in this transaction) spares the hint-bit
         # writes and the autovacuum that would otherwise follow the load: noise in a benchmark.
         statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT text, ENCODING 'UTF8', FREEZE)")
-        statement = statement.format(
+        statement = statement.format(  # type: ignore[assignment]
             self.table(table), sql.SQL(", ").join(map(sql.Identifier, columns))
         )
         with self.conn.cursor() as cur, cur.copy(statement) as copy:
@@ -855,7 +855,7 @@ ORDER BY 2, 3
 """
 
 
-def _drop_keys(target: _Target) -> list[sql.Composable]:
+def _drop_keys(target: _Target) -> list[sql.SQL | sql.Composed]:
     """Drop the tables' primary keys, foreign keys and indexes; return what recreates them.
 
     COPY into the keyed tables pays random-UUID index inserts and foreign-key checks row by row;
@@ -866,8 +866,8 @@ def _drop_keys(target: _Target) -> list[sql.Composable]:
     rows = target.conn.execute(
         _KEYS_QUERY, {"schema": target.schema, "tables": list(_TABLES)}
     ).fetchall()
-    drops: dict[str, list[sql.Composable]] = {"f": [], "p": [], "i": []}
-    creates: dict[str, list[sql.Composable]] = {"p": [], "i": [], "f": []}
+    drops: dict[str, list[sql.Composed]] = {"f": [], "p": [], "i": []}
+    creates: dict[str, list[sql.SQL | sql.Composed]] = {"p": [], "i": [], "f": []}
     for kind, table, name, definition in rows:
         if kind == "i":
             drops[kind].append(sql.SQL("DROP INDEX {}").format(target.table(name)))

@@ -72,7 +72,7 @@ def claim_next(conn: psycopg.Connection, tables: Tables, source_schema: str) -> 
         conn.execute(
             sql.SQL("select pg_advisory_lock({})").format(liveness_key(sql.Literal(str(run_id))))
         )
-        attempts = conn.execute(
+        attempts = conn.execute(  # type: ignore[index]
             sql.SQL(
                 "update {} set status = 'IN_PROGRESS', generated_at = now(),"
                 " attempts = coalesce(attempts, 0) + 1, error_message = null"

@@ -109,7 +109,7 @@ def liveness_key(run_id: sql.Composable) -> sql.Composed:
 
 
 def claim(conn: psycopg.Connection, run_id: UUID) -> None:
-    acquired = conn.execute(
+    acquired = conn.execute(  # type: ignore[index]
         sql.SQL("select pg_try_advisory_lock({})").format(liveness_key(sql.Literal(str(run_id))))
     ).fetchone()[0]
     conn.commit()
@@ -187,7 +187,7 @@ def outcomes(conn: psycopg.Connection, tables: Tables, run_ids: list[UUID]) -> l
         }
         # FAILED runs have no rows; not reading for them keeps a locked fact table from stalling.
         succeeded = [run_id for run_id, (status, _) in headers.items() if status == "SUCCEEDED"]
-        counts = dict(
+        counts: dict[UUID, int] = dict(
             conn.execute(
                 sql.SQL(
                     "select run_id, count(*) from {} where run_id = any(%s) group by run_id"
@@ -250,7 +250,7 @@ def mark_failed(
 
 
 def table_exists(conn: psycopg.Connection, tables: Tables, table: str) -> bool:
-    return conn.execute(
+    return conn.execute(  # type: ignore[index]
         "select to_regclass(%s) is not null", (f'"{tables.schema}"."{table}"',)
     ).fetchone()[0]
 
@@ -267,7 +267,7 @@ def has_crm_tables(conn: psycopg.Connection, source_schema: str) -> bool:
 
 def has_tenant(conn: psycopg.Connection, source_schema: str, tenant_id: UUID) -> bool:
     """A tenant exists for the report when it has a pipeline, as for the analysts' dbt path."""
-    found = conn.execute(
+    found = conn.execute(  # type: ignore[index]
         sql.SQL("select exists (select 1 from {} where tenant_id = %s)").format(
             Tables(source_schema).ident("pipeline")
         ),
