@@ -27,7 +27,7 @@ import psycopg
 from bench.history import settle
 from bench.scenarios import ensure_baseline_table
 from runner.dbt_invocation import DbtSettings
-from runner.execute import RunRequest, ensure_report_run  # type: ignore[attr-defined]
+from runner.execute import RunRequest, ensure_setup
 from runner.params import build_params
 from runner.queue import submit
 from runner.report_runs import Tables
@@ -200,8 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average before: {os.getloadavg()}")
     with psycopg.connect(dbname=args.database) as conn:
         big, small = tenants_by_size(conn)
-        # a freshly built database has no header table yet; `runner submit` makes it the same way
-        ensure_report_run(conn, Tables.from_environment(), DbtSettings())
+        # a freshly built database has no report relations yet; `runner submit` builds them so too
+        ensure_setup(conn, Tables.from_environment(), DbtSettings(), None)
         with workers(args.database, 1):
             for label, tenant in (("small", small), ("big", big)):
                 warm, raw = pairs(conn, args.database, tenant, args.threshold_days, args.pairs)
