@@ -23,7 +23,7 @@ profiles.yml:
 	cp profiles.example.yml profiles.yml
 
 demo: install
-	$(BIN)/python -m runner.demo $(DEMO_ARGS)
+	$(BIN)/python -m demo $(DEMO_ARGS)
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -33,14 +33,14 @@ test-unit: install
 	$(BIN)/python -m pytest tests/unit --numprocesses=0 $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check runner tests bench
-	$(BIN)/ruff format --check runner tests bench
+	$(BIN)/ruff check runner tests bench demo crm_data
+	$(BIN)/ruff format --check runner tests bench demo crm_data
 	$(BIN)/mypy --cache-dir $(VENV)/.mypy_cache
 	$(BIN)/sqlfluff lint models tests/dbt
 
 format: install
-	$(BIN)/ruff check --fix runner tests bench
-	$(BIN)/ruff format runner tests bench
+	$(BIN)/ruff check --fix runner tests bench demo crm_data
+	$(BIN)/ruff format runner tests bench demo crm_data
 	$(BIN)/sqlfluff fix models
 
 # Without a reachable PostgreSQL the catalog (column types) stays empty; descriptions and lineage

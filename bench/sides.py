@@ -6,7 +6,7 @@ The runner runs from a project directory (this checkout, or another one given wi
 
 Partial parsing: dbt keeps one partial-parse file per target path, and throws it away whenever
 the profile changes. The runner keeps one target path per profile, target and database
-(runner/dbt_invocation.py), so each database keeps its own file; the benchmark still primes it
+(runner/dbt/invocation.py), so each database keeps its own file; the benchmark still primes it
 (`prime`: `dbt parse` with the runner's own arguments) and points the runner at it with
 DBT_PARTIAL_PARSE_FILE_PATH, which dbt reads and never writes, so no measured run pays a parse.
 """
@@ -29,7 +29,7 @@ BENCH_ROOT = Path(__file__).resolve().parent.parent
 _PRIME = """
 import sys
 from dbt.cli.main import dbtRunner
-from runner.dbt_invocation import DbtSettings
+from runner.dbt.invocation import DbtSettings
 args = DbtSettings().common_args()
 args[args.index("--target-path") + 1] = sys.argv[1]
 sys.exit(0 if dbtRunner().invoke(["parse", *args]).success else 1)
@@ -37,7 +37,7 @@ sys.exit(0 if dbtRunner().invoke(["parse", *args]).success else 1)
 _OPERATION = """
 import json, sys
 from dbt.cli.main import dbtRunner
-from runner.dbt_invocation import DbtSettings
+from runner.dbt.invocation import DbtSettings
 args = DbtSettings().common_args()
 args[args.index("--target-path") + 1] = sys.argv[1]
 args[args.index("--log-level") + 1] = "info"

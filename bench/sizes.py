@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from runner.demo_data import DatasetSpec
+from crm_data.generator import DatasetSpec
 
 # Bump when what bench/dataset.py puts into a database changes, so old databases are rebuilt.
 DATA_FORMAT = 1

@@ -26,11 +26,12 @@ import psycopg
 
 from bench.history import settle
 from bench.scenarios import ensure_baseline_table
-from runner.dbt_invocation import DbtSettings
-from runner.execute import RunRequest, ensure_setup
-from runner.params import build_params
-from runner.queue import submit
-from runner.report_runs import Tables
+from runner.dbt.invocation import DbtSettings
+from runner.domain.params import build_params
+from runner.domain.runs import RunRequest
+from runner.store.queue import submit
+from runner.store.tables import Tables
+from runner.usecases.execute import ensure_setup
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 POLL_SECONDS = 0.005

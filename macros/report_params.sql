@@ -113,7 +113,7 @@
 
 
 {# given: typed by a person, so its year as written must be 1000-9998 to convert to UTC on every
-   offset (as in runner/params.py); a header read back in UTC may show the year 999 or 9999. #}
+   offset (as in runner/domain/params.py); a header read back in UTC may show the year 999 or 9999. #}
 {% macro deal_aging_timestamp(name, value, given=false) %}
     {% if value is none or value == '' %}
         {{ return(none) }}

@@ -165,7 +165,7 @@
 
 {#
     True when nobody executes the run now: the runner and the workers hold this advisory lock for
-    a whole run (the key is runner/report_runs.py's liveness_key). The try-lock lets go at commit.
+    a whole run (the key is runner/store/'s liveness_key). The try-lock lets go at commit.
 #}
 {% macro deal_aging_nobody_executes(run_id_sql) %}
     pg_try_advisory_xact_lock(hashtextextended({{ run_id_sql }}::text, 0))

@@ -13,15 +13,18 @@ from uuid import UUID, uuid4
 
 import psycopg
 
-from runner import queue, render, report_runs, retention
-from runner.database import connect
-from runner.dbt_invocation import DbtSettings
-from runner.errors import BadInput, RunFailed, RunnerError
-from runner.execute import DEFAULT_SOURCE_SCHEMA, RunRequest, ensure_setup, execute_runs
-from runner.params import build_params, optional, parse_count, parse_schema_name, parse_uuid
-from runner.report_runs import Tables
-from runner.timeouts import Timeouts
-from runner.worker import Worker, WorkerSettings
+from runner import render
+from runner.dbt.invocation import DbtSettings
+from runner.domain.errors import BadInput, RunFailed, RunnerError
+from runner.domain.params import build_params, optional, parse_count, parse_schema_name, parse_uuid
+from runner.domain.runs import RunRequest, RunStatus
+from runner.domain.timeouts import Timeouts
+from runner.domain.vocabulary import DEFAULT_SOURCE_SCHEMA
+from runner.store import liveness, queue, reports, retention
+from runner.store.connection import connect
+from runner.store.tables import CRM_TABLES, Tables, has_crm_tables, has_tenant, tenants
+from runner.usecases.execute import ensure_setup, execute_runs
+from runner.usecases.worker import Worker, WorkerSettings
 
 EXIT_CODES = """\
 exit codes:
@@ -33,7 +36,6 @@ exit codes:
 Connection settings come from the libpq variables PGHOST, PGPORT, PGUSER, PGPASSWORD and
 PGDATABASE (default 127.0.0.1:5432); the report tables are in DEAL_AGING_SCHEMA (default dyno_crm).
 """
-STATUSES = ("QUEUED", "IN_PROGRESS", "SUCCEEDED", "FAILED")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     listing = commands.add_parser("list", help="list recent runs")
     listing.add_argument("--tenant-id", metavar="UUID")
-    listing.add_argument("--status", choices=STATUSES)
+    listing.add_argument("--status", choices=[status.value for status in RunStatus])
     listing.add_argument("--limit", default="20", metavar="N")
     listing.add_argument("--json", action="store_true")
 
@@ -250,14 +252,13 @@ def run_requests(args: argparse.Namespace) -> list[RunRequest]:
     tenant_id = None if args.all_tenants else parse_uuid("--tenant-id", args.tenant_id)
     run_id = optional(parse_uuid, "--run-id", getattr(args, "run_id", None))
     with connect(timeouts=timeouts) as conn:
-        if not report_runs.has_crm_tables(conn, crm):
+        if not has_crm_tables(conn, crm):
             raise BadInput(
-                f"--source-schema {crm}: no CRM tables ({', '.join(report_runs.CRM_TABLES)})"
-                " in that schema"
+                f"--source-schema {crm}: no CRM tables ({', '.join(CRM_TABLES)}) in that schema"
             )
-        if tenant_id is not None and not report_runs.has_tenant(conn, crm, tenant_id):
+        if tenant_id is not None and not has_tenant(conn, crm, tenant_id):
             raise BadInput(f"--tenant-id {tenant_id}: no such tenant (no pipeline) in {crm}")
-        tenant_ids = [tenant_id] if tenant_id else report_runs.tenants(conn, crm)
+        tenant_ids = [tenant_id] if tenant_id else tenants(conn, crm)
     if not tenant_ids:
         raise BadInput(f"--all-tenants: {crm} has no tenant with a pipeline")
     return [RunRequest(tenant, params, run_id or uuid4(), crm, recorded) for tenant in tenant_ids]
@@ -308,7 +309,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
         for request in requests:
             queue.submit(conn, tables, request)
         if not args.wait:
-            print_results(args, [{"run_id": str(r.run_id), "status": "QUEUED"} for r in requests])
+            print_results(
+                args, [{"run_id": str(r.run_id), "status": RunStatus.QUEUED} for r in requests]
+            )
             return 0
         deadline = time.monotonic() + wait_seconds
         finished = [
@@ -319,7 +322,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
             for request in requests
         ]
     print_results(args, [{"run_id": str(run_id), "status": s} for run_id, s, _ in finished])
-    return report_failures([(run_id, e) for run_id, s, e in finished if s == "FAILED"])
+    return report_failures([(run_id, e) for run_id, s, e in finished if s == RunStatus.FAILED])
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -357,7 +360,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     tenant_id = optional(parse_uuid, "--tenant-id", args.tenant_id)
     limit = parse_count("--limit", args.limit, "runs")
     with connect() as conn:
-        runs = report_runs.list_runs(conn, Tables.from_environment(), tenant_id, args.status, limit)
+        runs = reports.list_runs(conn, Tables.from_environment(), tenant_id, args.status, limit)
     print(render.to_json(runs) if args.json else render.runs_table(runs))
     return 0
 
@@ -367,11 +370,11 @@ def cmd_show(args: argparse.Namespace) -> int:
     source_schema = parse_schema_name("--source-schema", args.source_schema)
     tables = Tables.from_environment()
     with connect() as conn:
-        run = report_runs.get_run(conn, tables, run_id)
+        run = reports.get_run(conn, tables, run_id)
         if run is None:
             raise BadInput(f"RUN_ID: no report run {run_id} in {tables.schema}.report_run")
-        facts = report_runs.run_facts(conn, tables, source_schema, run_id)
-        deals = report_runs.run_deals(conn, tables, source_schema, run_id) if args.deals else None
+        facts = reports.run_facts(conn, tables, source_schema, run_id)
+        deals = reports.run_deals(conn, tables, source_schema, run_id) if args.deals else None
     if args.json:
         print(
             render.to_json({"run": run, "facts": facts} | ({"deals": deals} if args.deals else {}))
@@ -389,7 +392,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     minutes = parse_count("--older-than", args.older_than, "minutes")
     with connect() as conn:
-        swept = report_runs.sweep(conn, Tables.from_environment(), minutes)
+        swept = liveness.sweep(conn, Tables.from_environment(), minutes)
     for run_id in [*swept.failed, *swept.requeued]:
         print(run_id)
     print(

@@ -46,7 +46,7 @@ succeeded_runs as (
 
     -- Only finished, successful runs: a dashboard never shows a half-built or failed run.
     -- Only whole-pipeline runs: a filtered or broken-down run is a part, not the tenant's picture.
-    -- runner/retention.py (UNFILTERED_RUN) keeps these same runs when it prunes: change both.
+    -- runner/store/retention.py (UNFILTERED_RUN) keeps these same runs when it prunes: change both.
     where
         report_type = '{{ deal_aging_report_type() }}'
         and run_status = 'SUCCEEDED'

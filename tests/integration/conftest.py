@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from runner.dbt_project import EXAMPLE_PROFILES, PROJECT_DIR
-from runner.demo_data import DatasetSpec, DatasetSummary, create_source_schema, load_dataset
+from crm_data.generator import DatasetSpec, DatasetSummary, create_source_schema, load_dataset
+from runner.dbt.project import EXAMPLE_PROFILES, PROJECT_DIR
 
 from .report_checks import DatasetIds, dataset_ids
 from .runner_process import run_runner

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import psycopg
 
-from runner.dbt_project import PROJECT_DIR
+from runner.dbt.project import PROJECT_DIR
 
 from .support import connect
 

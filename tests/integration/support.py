@@ -11,7 +11,7 @@ import psycopg
 import yaml
 from dbt.cli.main import dbtRunner, dbtRunnerResult
 
-from runner.dbt_project import PROJECT_DIR
+from runner.dbt.project import PROJECT_DIR
 
 LIBPQ_DEFAULTS = {"PGHOST": "127.0.0.1", "PGPORT": "5432", "PGUSER": "postgres"}
 REFERENCE_QUERY = (PROJECT_DIR / "tests" / "reference" / "seed_report_query.sql").read_text()

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import uuid
 
-from runner.dbt_project import PROJECT_DIR
+from runner.dbt.project import PROJECT_DIR
 
 from .runner_process import runner_env
 from .support import connect, drop_database, server_env

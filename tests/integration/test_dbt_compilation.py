@@ -1,4 +1,4 @@
-"""The runner's changes to dbt's compiler (runner/dbt_compilation.py): the same SQL as dbt's own
+"""The runner's changes to dbt's compiler (runner/dbt/patches.py): the same SQL as dbt's own
 injection of ephemeral models, and each node compiled once however many threads run."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from dbt import compilation
 from dbt.cli.main import dbtRunner
 from dbt.contracts.graph.nodes import InjectedCTE
 
-from runner import dbt_compilation
+from runner.dbt import patches
 
 from .support import Dbt
 
@@ -31,7 +31,7 @@ def _fallbacks(sql: str) -> bool:
         handed_over.append(text)
         return DBT_INJECT(text, ctes)
 
-    assert dbt_compilation.inject_ctes(sql, CTES, fallback) == DBT_INJECT(sql, CTES)
+    assert patches.inject_ctes(sql, CTES, fallback) == DBT_INJECT(sql, CTES)
     return bool(handed_over)
 
 
@@ -69,7 +69,7 @@ def test_every_model_of_the_project_gets_dbt_s_sql(dbt: Dbt, report_ready):
     for node in manifest.nodes.values():
         pre_injected = getattr(node, "_pre_injected_sql", None)
         if pre_injected and node.extra_ctes:
-            spliced = dbt_compilation.inject_ctes(pre_injected, node.extra_ctes, _no_fallback)
+            spliced = patches.inject_ctes(pre_injected, node.extra_ctes, _no_fallback)
             assert spliced == DBT_INJECT(pre_injected, node.extra_ctes), node.name
             checked.append(node.name)
     assert set(checked) >= {
@@ -86,7 +86,7 @@ def _no_fallback(sql, ctes):
 
 
 def test_two_threads_compile_the_shared_parents_once(dbt: Dbt, report_ready, monkeypatch):
-    dbt_compilation.install()
+    patches.install()
     compiled = Counter()
     compile_code = compilation.Compiler._compile_code
 

@@ -1,4 +1,4 @@
-"""The runner's in-process dbt (runner/dbt_invocation.py) invoked again and again in one process,
+"""The runner's in-process dbt (runner/dbt/invocation.py) invoked again and again in one process,
 as a warm worker does."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ import shutil
 
 from dbt.adapters.base import impl
 
-from runner import dbt_invocation
-from runner.dbt_invocation import DbtSettings
-from runner.dbt_project import EXAMPLE_PROFILES
+from runner.dbt import invocation
+from runner.dbt.invocation import DbtSettings
+from runner.dbt.project import EXAMPLE_PROFILES
 
 
 def test_invocations_leave_dbt_s_default_behavior_flags_as_they_found_them(tmp_path, database_env):
@@ -19,6 +19,6 @@ def test_invocations_leave_dbt_s_default_behavior_flags_as_they_found_them(tmp_p
     as_found = list(defaults)
 
     for _ in range(3):
-        assert dbt_invocation.run_operation(settings, "deal_aging_ensure_report_run").success
+        assert invocation.run_operation(settings, "deal_aging_ensure_report_run").success
 
     assert defaults == as_found

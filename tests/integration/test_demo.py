@@ -1,4 +1,4 @@
-"""`python -m runner.demo`: a report in one command, on an embedded PostgreSQL when no server
+"""`python -m demo`: a report in one command, on an embedded PostgreSQL when no server
 answers, else on the server that does, in a database of the demo's own."""
 
 from __future__ import annotations
@@ -12,19 +12,19 @@ from pathlib import Path
 import psutil
 import pytest
 
-from runner.dbt_project import PROJECT_DIR
+from runner.dbt.project import PROJECT_DIR
 
 from .runner_process import runner_env
 from .support import connect, drop_database
 
 TENANTS = 3
-# The New Business pipeline's open stages in display order, as runner.demo_data makes them.
+# The New Business pipeline's open stages in display order, as crm_data.generator makes them.
 NEW_BUSINESS_STAGES = ("Qualification", "Discovery", "Proposal", "Negotiation")
 
 
 def run_demo(libpq: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "runner.demo", "--deals", "2000", *args],
+        [sys.executable, "-m", "demo", "--deals", "2000", *args],
         cwd=PROJECT_DIR,
         env=runner_env(libpq),
         capture_output=True,
@@ -79,12 +79,12 @@ def test_without_a_server_the_demo_runs_on_an_embedded_one_and_stops_it(tmp_path
     assert f"no PostgreSQL answers at 127.0.0.1:{port}" in demo.stderr
     assert f"using the embedded PostgreSQL in {data_dir}, database deal_aging_demo" in demo.stderr
     run_ids = assert_prints_the_reports(demo.stdout)
-    assert f"python -m runner.demo --show {run_ids[0]} --data-dir {data_dir}" in demo.stdout
+    assert f"python -m demo --show {run_ids[0]} --data-dir {data_dir}" in demo.stdout
     assert_stopped(data_dir, port)
 
     # The hint it prints works: the data stayed, the server starts again and stops again.
     show = subprocess.run(
-        [sys.executable, "-m", "runner.demo", "--show", run_ids[0], "--data-dir", str(data_dir)],
+        [sys.executable, "-m", "demo", "--show", run_ids[0], "--data-dir", str(data_dir)],
         cwd=PROJECT_DIR,
         env=runner_env(libpq),
         capture_output=True,

@@ -1,4 +1,4 @@
-"""runner.demo_data against a real PostgreSQL: determinism, counts, and the planted edge cases."""
+"""crm_data.generator against a real PostgreSQL: determinism, counts, and the planted edge cases."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from runner.demo_data import (
+from crm_data.generator import (
     BOUNDARY_DAYS,
     DatasetSpec,
     DatasetSummary,

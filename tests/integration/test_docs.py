@@ -17,7 +17,7 @@ from dbt.parser.schemas import is_valid_type
 from dbt_common.clients.jinja import parse as parse_jinja
 from jinja2 import nodes
 
-from runner.dbt_project import PROJECT_DIR
+from runner.dbt.project import PROJECT_DIR
 
 from .support import Dbt, connect
 

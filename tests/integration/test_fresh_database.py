@@ -10,12 +10,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from runner.dbt_project import PROJECT_DIR
-from runner.demo_data import DatasetSpec, create_source_schema, load_dataset
-from runner.execute import RunRequest
-from runner.params import build_params
-from runner.queue import submit
-from runner.report_runs import SETUP_RELATIONS, Tables
+from crm_data.generator import DatasetSpec, create_source_schema, load_dataset
+from runner.dbt.project import PROJECT_DIR
+from runner.domain.params import build_params
+from runner.domain.runs import RunRequest
+from runner.store.queue import submit
+from runner.store.tables import SETUP_RELATIONS, Tables
 
 from .runner_process import runner_env, start_runner, wait_until
 from .support import connect, create_database, drop_database, server_env

@@ -17,7 +17,7 @@ import pytest
 from dbt_common.invocation import get_invocation_id
 from psycopg.types.json import Jsonb
 
-from runner.dbt_project import PROJECT_DIR
+from runner.dbt.project import PROJECT_DIR
 
 from .report_checks import FACT_COLUMNS, ORDER, DatasetIds, fact_rows, runs_of_invocation
 from .runner_process import run_runner, runner_env, wait_until

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from runner.dbt_project import EXAMPLE_PROFILES, PROJECT_DIR
+from runner.dbt.project import EXAMPLE_PROFILES, PROJECT_DIR
 
 from .report_checks import DatasetIds
 from .runner_process import block_deals, blocked_on_lock, run_runner, runner_env, wait_until

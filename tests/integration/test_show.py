@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from runner.dbt_project import PROJECT_DIR
+from runner.dbt.project import PROJECT_DIR
 
 from .report_checks import DatasetIds
 from .runner_process import run_runner, runner_env

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psycopg
 
-from runner.dbt_project import PROJECT_DIR
+from runner.dbt.project import PROJECT_DIR
 
 from .report_checks import fact_rows, header
 from .runner_process import block_deals, blocked_on_lock, run_runner, runner_env, wait_until

@@ -9,8 +9,8 @@ from uuid import UUID
 
 import pytest
 
-from runner.errors import BadInput
-from runner.params import (
+from runner.domain.errors import BadInput
+from runner.domain.params import (
     MAX_INTEGER,
     build_params,
     parse_breakdown,
@@ -20,7 +20,7 @@ from runner.params import (
     parse_timestamp,
     parse_uuid,
 )
-from runner.report_runs import Tables
+from runner.store.tables import Tables
 
 UUID_TEXT = "6f1c1b2e-0c4d-4f7a-9a53-2f5c7d1e8b90"
 

@@ -8,9 +8,10 @@ from pathlib import Path
 import yaml
 from psycopg import sql
 
-from runner.dbt_project import PROJECT_DIR
-from runner.params import MAX_YEAR, MIN_YEAR, SCHEMA_NAME
-from runner.report_runs import liveness_key
+from runner.dbt.project import PROJECT_DIR
+from runner.domain.params import MAX_YEAR, MIN_YEAR, SCHEMA_NAME
+from runner.domain.runs import RunStatus
+from runner.store.liveness import liveness_key
 
 REPORT_PARAMS = PROJECT_DIR / "macros" / "report_params.sql"
 
@@ -65,3 +66,8 @@ def test_the_liveness_lock_has_one_key_on_both_sides() -> None:
     python_key = liveness_key(sql.SQL("run_id")).as_string(None)
     macro = (PROJECT_DIR / "macros" / "report_run_lifecycle.sql").read_text()
     assert python_key in macro.replace("{{ run_id_sql }}", "run_id")
+
+
+def test_the_statuses_are_the_same_on_both_sides() -> None:
+    macro = macro_body(PROJECT_DIR / "macros" / "report_run_table.sql", "deal_aging_run_statuses")
+    assert re.findall(r"'([A-Z_]+)'", macro) == [status.value for status in RunStatus]

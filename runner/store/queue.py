@@ -13,10 +13,13 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from runner.errors import BadInput, RunFailed
-from runner.execute import DEFAULT_SOURCE_SCHEMA, RunRequest
-from runner.report_runs import FINISHED, QUEUE_CHANNEL, REPORT_TYPE, Tables, liveness_key
-from runner.timeouts import LOCK_VAR, STATEMENT_VAR, Timeouts
+from runner.domain.errors import BadInput, RunFailed
+from runner.domain.runs import FINISHED, REPORT_TYPE, RunRequest
+from runner.domain.timeouts import LOCK_VAR, STATEMENT_VAR, Timeouts
+from runner.domain.vocabulary import DEFAULT_SOURCE_SCHEMA
+from runner.store.channel import notify_workers
+from runner.store.liveness import liveness_key
+from runner.store.tables import Tables
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,7 @@ def submit(conn: psycopg.Connection, tables: Tables, request: RunRequest) -> Non
                 Jsonb(request.input_params()),
             ),
         )
-        conn.execute(sql.SQL("notify {}").format(sql.Identifier(QUEUE_CHANNEL)))
+        notify_workers(conn)
 
 
 def claim_next(conn: psycopg.Connection, tables: Tables, source_schema: str) -> ClaimedRun | None:

@@ -18,13 +18,17 @@ from typing import TYPE_CHECKING
 import psycopg
 from psycopg import sql
 
-from runner import dbt_invocation, queue, report_runs
-from runner.database import connect
-from runner.dbt_invocation import DbtSettings
-from runner.errors import DatabaseUnreachable, one_line
-from runner.execute import DEFAULT_SOURCE_SCHEMA, ensure_setup, fail_unfinished
-from runner.report_runs import QUEUE_CHANNEL, Tables
-from runner.timeouts import Timeouts
+from runner.dbt import invocation
+from runner.dbt.invocation import DbtSettings
+from runner.domain.errors import DatabaseUnreachable, one_line
+from runner.domain.runs import RunStatus
+from runner.domain.timeouts import Timeouts
+from runner.domain.vocabulary import DEFAULT_SOURCE_SCHEMA
+from runner.store import headers, liveness, queue
+from runner.store.channel import QUEUE_CHANNEL
+from runner.store.connection import connect
+from runner.store.tables import Tables
+from runner.usecases.execute import ensure_setup, fail_unfinished
 
 if TYPE_CHECKING:
     from dbt.contracts.graph.manifest import Manifest
@@ -75,7 +79,7 @@ class Worker:
     def serve(self) -> int:
         with self.stop.on_sigterm():
             started = time.perf_counter()
-            manifest = dbt_invocation.parse(self.settings.dbt, self.settings.source_schema)
+            manifest = invocation.parse(self.settings.dbt, self.settings.source_schema)
             # The parsed project lives as long as the worker: out of the garbage collector's sight,
             # a full collection no longer walks its objects in the middle of a request
             # (docs/decisions/frozen-heap.md).
@@ -151,7 +155,7 @@ class Worker:
         return None
 
     def _sweep(self, conn: psycopg.Connection) -> None:
-        swept = report_runs.sweep(conn, self.settings.tables, 0, queued_only=True)
+        swept = liveness.sweep(conn, self.settings.tables, 0, queued_only=True)
         for run_id in swept.requeued:
             log.info(f"worker {self.name}: run {run_id} requeued (its worker is gone)")
         for run_id in swept.failed:
@@ -163,7 +167,7 @@ class Worker:
         """Run one claimed request; False when Ctrl-C asks the worker to stop at once."""
         tables = self.settings.tables
         started = time.perf_counter()
-        outcome = dbt_invocation.run_report(
+        outcome = invocation.run_report(
             self.settings.dbt,
             [claimed.run_id],
             self.settings.source_schema,
@@ -172,7 +176,7 @@ class Worker:
         )
         dbt_seconds = time.perf_counter() - started
         if outcome.interrupted:
-            report_runs.requeue(conn, tables, [claimed.run_id], f"requeued: {outcome.message}")
+            headers.requeue(conn, tables, [claimed.run_id], f"requeued: {outcome.message}")
             queue.release(conn, claimed.run_id)
             log.info(f"worker {self.name}: {outcome.message}; run {claimed.run_id} requeued")
             return False
@@ -181,10 +185,10 @@ class Worker:
             # OperationalError reach the reconnect path, which requeues the run.
             conn.execute("select 1")
         fail_unfinished(conn, tables, [claimed.run_id], outcome.message or "dbt ended early")
-        (ended,) = report_runs.outcomes(conn, tables, [claimed.run_id])
+        (ended,) = headers.outcomes(conn, tables, [claimed.run_id])
         status = (
             f"SUCCEEDED rows={ended.fact_rows}"
-            if ended.status == "SUCCEEDED"
+            if ended.status == RunStatus.SUCCEEDED
             else f"{ended.status} ({(ended.error_message or '')[:200]})"
         )
         queue.release(conn, claimed.run_id)

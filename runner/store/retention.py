@@ -10,7 +10,9 @@ from uuid import UUID
 import psycopg
 from psycopg import sql
 
-from runner.report_runs import FINISHED, REPORT_TYPE, Tables, delete_rows, table_exists
+from runner.domain.runs import FINISHED, REPORT_TYPE
+from runner.store.headers import delete_rows
+from runner.store.tables import Tables, table_exists
 
 # Runs deleted per transaction: row locks and WAL stay small, and readers never wait long.
 BATCH_SIZE = 500

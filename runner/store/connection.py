@@ -6,8 +6,8 @@ import os
 
 import psycopg
 
-from runner.errors import DatabaseUnreachable, one_line
-from runner.timeouts import Timeouts
+from runner.domain.errors import DatabaseUnreachable, one_line
+from runner.domain.timeouts import Timeouts
 
 # The profile's defaults (profiles.example.yml), so the runner and dbt reach the same server.
 DEFAULT_HOST = "127.0.0.1"

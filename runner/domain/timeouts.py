@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from runner.dbt_project import project_file
-from runner.errors import BadInput
+from runner.domain.errors import BadInput
+from runner.domain.vocabulary import project_file
 
 LOCK_VAR = "lock_timeout_seconds"
 STATEMENT_VAR = "statement_timeout_seconds"

@@ -6,78 +6,31 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
-from uuid import UUID, uuid4
+from typing import TYPE_CHECKING
+from uuid import UUID
 
 import psycopg
 
-from runner import dbt_invocation, report_runs
-from runner.database import connect
-from runner.dbt_project import project_file
-from runner.errors import RunFailed, RunnerError, one_line
-from runner.params import ReportParams
-from runner.report_runs import Tables
-from runner.signals import interruption_reason, sigterm_interrupts
-from runner.timeouts import Timeouts
+from runner.dbt import invocation
+from runner.domain.errors import RunFailed, RunnerError, one_line
+from runner.domain.interruptions import interruption_reason, sigterm_interrupts
+from runner.domain.runs import RunRequest, RunResult
+from runner.domain.timeouts import Timeouts
+from runner.store import headers, liveness
+from runner.store.connection import connect
+from runner.store.tables import Tables, setup_is_complete, take_setup_lock
 
 if TYPE_CHECKING:
     from dbt.contracts.graph.manifest import Manifest
 
 log = logging.getLogger(__name__)
 
-# The CRM's schema when nobody names another: the project's default of the var source_schema.
-DEFAULT_SOURCE_SCHEMA: str = project_file()["vars"]["source_schema"]
-
-
-@dataclass(frozen=True)
-class RunRequest:
-    tenant_id: UUID
-    params: ReportParams
-    run_id: UUID = field(default_factory=uuid4)
-    source_schema: str = DEFAULT_SOURCE_SCHEMA
-    # Recorded in the header for a worker to apply; None: the executor's own.
-    timeouts: Timeouts | None = None
-
-    def input_params(self) -> dict[str, Any]:
-        """The header's input_params: the run's parameters and where they were computed from."""
-        recorded = self.params.input_params() | {"source_schema": self.source_schema}
-        return recorded | (self.timeouts.as_params() if self.timeouts else {})
-
-
-@dataclass(frozen=True)
-class RunResult:
-    run_id: UUID
-    tenant_id: UUID
-    generated_at: datetime
-    input_params: dict[str, Any]
-    status: str
-    error_message: str | None
-    fact_rows: int
-    timings: dict[str, float]
-
-    @property
-    def succeeded(self) -> bool:
-        return self.status == "SUCCEEDED"
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "run_id": str(self.run_id),
-            "status": self.status,
-            "tenant_id": str(self.tenant_id),
-            "generated_at": self.generated_at.isoformat(),
-            "parameters": self.input_params,
-            "fact_rows": self.fact_rows,
-            "error_message": self.error_message,
-            "timings": self.timings,
-        }
-
 
 def ensure_setup(
     conn: psycopg.Connection,
     tables: Tables,
-    dbt: dbt_invocation.DbtSettings,
+    dbt: invocation.DbtSettings,
     source_schema: str | None,
     manifest: Manifest | None = None,
     upgrade: bool = False,
@@ -85,17 +38,17 @@ def ensure_setup(
     """Every relation of the report exists before a run is opened. Runners that find one missing
     take turns building them, so concurrent first runs never race on the same DDL. With upgrade,
     the setup runs even when everything exists, to bring it up to this version."""
-    ready = report_runs.setup_is_complete(conn, tables)
+    ready = setup_is_complete(conn, tables)
     conn.commit()
     if ready and not upgrade:
         return
     try:
         with conn.transaction():
-            report_runs.take_setup_lock(conn)
-            if report_runs.setup_is_complete(conn, tables) and not upgrade:
+            take_setup_lock(conn)
+            if setup_is_complete(conn, tables) and not upgrade:
                 return
             log.info("building the report's tables and views in %s", tables.schema)
-            outcome = dbt_invocation.run_setup(dbt, source_schema, manifest)
+            outcome = invocation.run_setup(dbt, source_schema, manifest)
     except psycopg.errors.LockNotAvailable:
         raise RunnerError(
             f"another process has been setting up {tables.schema} for longer than the lock"
@@ -107,7 +60,7 @@ def ensure_setup(
 
 def execute_runs(
     requests: list[RunRequest],
-    dbt: dbt_invocation.DbtSettings,
+    dbt: invocation.DbtSettings,
     tables: Tables,
     source_schema: str | None = None,
     timeouts: Timeouts | None = None,
@@ -122,15 +75,15 @@ def execute_runs(
     try:
         ensure_setup(conn, tables, dbt, source_schema)
         for run_id in run_ids:
-            report_runs.claim(conn, run_id)
+            liveness.claim(conn, run_id)
         generated_at = datetime.now(UTC)
         with conn.transaction():
             for request in requests:
-                report_runs.open_run(conn, tables, request, generated_at)
+                headers.open_run(conn, tables, request, generated_at)
         timings["header_s"] = round(time.perf_counter() - started, 3)
         log.info("%d run(s) IN_PROGRESS: %s", len(run_ids), ", ".join(map(str, run_ids)))
         compute(conn, run_ids, dbt, tables, source_schema, timeouts, timings)
-        ended = report_runs.outcomes(conn, tables, run_ids)
+        ended = headers.outcomes(conn, tables, run_ids)
     finally:
         conn.close()
     timings["total_s"] = round(time.perf_counter() - started, 3)
@@ -152,23 +105,23 @@ def execute_runs(
 def compute(
     conn: psycopg.Connection,
     run_ids: list[UUID],
-    dbt: dbt_invocation.DbtSettings,
+    dbt: invocation.DbtSettings,
     tables: Tables,
     source_schema: str | None,
     timeouts: Timeouts,
     timings: dict[str, float],
     manifest: Manifest | None = None,
-) -> dbt_invocation.DbtOutcome:
+) -> invocation.DbtOutcome:
     """One dbt invocation for runs whose headers are IN_PROGRESS; afterwards none of them is.
     Raises RunFailed when SIGTERM or Ctrl-C stopped it."""
     dbt_started = time.perf_counter()
     try:
         with sigterm_interrupts():
-            outcome = dbt_invocation.run_report(dbt, run_ids, source_schema, timeouts, manifest)
+            outcome = invocation.run_report(dbt, run_ids, source_schema, timeouts, manifest)
     except KeyboardInterrupt as exc:
-        outcome = dbt_invocation.DbtOutcome(False, interruption_reason(exc), interrupted=True)
+        outcome = invocation.DbtOutcome(False, interruption_reason(exc), interrupted=True)
     except Exception as exc:
-        outcome = dbt_invocation.DbtOutcome(False, one_line(f"{type(exc).__name__}: {exc}"))
+        outcome = invocation.DbtOutcome(False, one_line(f"{type(exc).__name__}: {exc}"))
     timings["dbt_s"] = round(time.perf_counter() - dbt_started, 3)
     # The hook closed every run it reached; what remains open, dbt never closed.
     fail_unfinished(conn, tables, run_ids, outcome.message or "dbt ended before closing the run")
@@ -192,7 +145,7 @@ def fail_unfinished(
                 conn = connect()
             else:
                 conn.rollback()
-            report_runs.mark_failed(conn, tables, run_ids, reason, unfinished_only=True)
+            headers.mark_failed(conn, tables, run_ids, reason, unfinished_only=True)
             return
         except (psycopg.Error, RunnerError) as exc:
             log.warning(

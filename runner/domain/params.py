@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
-from runner.errors import BadInput
+from runner.domain.errors import BadInput
 
 T = TypeVar("T")
 PRINCIPAL_TYPES = ("USER", "GROUP")

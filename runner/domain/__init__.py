@@ -1,0 +1,1 @@
+"""The report's vocabulary: run statuses, parameters and their validation, requests, timeouts, errors."""

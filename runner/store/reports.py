@@ -1,0 +1,122 @@
+"""What `list` and `show` read: headers, facts and deal lists with the CRM's names."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from runner.domain.runs import REPORT_TYPE
+from runner.store.tables import Tables, table_exists
+
+log = logging.getLogger(__name__)
+
+
+def list_runs(
+    conn: psycopg.Connection,
+    tables: Tables,
+    tenant_id: UUID | None,
+    status: str | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    fact_counts = (
+        sql.SQL("(select count(*) from {} f where f.run_id = r.run_id)").format(tables.fact)
+        if table_exists(conn, tables, "report_deal_aging_fact")
+        else sql.SQL("0")
+    )
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            sql.SQL(
+                "select r.run_id, r.tenant_id, r.status, r.generated_at, r.finished_at,"
+                " r.input_params, r.error_message, {} as fact_rows from {} r"
+                " where r.report_type = %(report_type)s"
+                " and (%(tenant_id)s::uuid is null or r.tenant_id = %(tenant_id)s)"
+                " and (%(status)s::text is null or r.status = %(status)s)"
+                " order by r.generated_at desc limit %(limit)s"
+            ).format(fact_counts, tables.report_run),
+            {"report_type": REPORT_TYPE, "tenant_id": tenant_id, "status": status, "limit": limit},
+        ).fetchall()
+
+
+def get_run(conn: psycopg.Connection, tables: Tables, run_id: UUID) -> dict[str, Any] | None:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            sql.SQL(
+                "select run_id, tenant_id, report_type, status, generated_at, finished_at,"
+                " period_start, period_end, input_params, error_message, dbt_invocation_id"
+                " from {} where run_id = %s"
+            ).format(tables.report_run),
+            (run_id,),
+        ).fetchone()
+
+
+def run_facts(
+    conn: psycopg.Connection, tables: Tables, source_schema: str, run_id: UUID
+) -> list[dict[str, Any]]:
+    """The run's fact rows, with pipeline and stage names from the CRM, in stage order."""
+    return _named_run_rows(
+        conn,
+        tables,
+        "report_deal_aging_fact",
+        source_schema,
+        run_id,
+        extra_columns=sql.SQL(""),
+        order_by=sql.SQL(
+            "p.name, r.pipeline_id, s.display_order, s.name, r.stage_id,"
+            " r.principal_type, r.principal_id"
+        ),
+    )
+
+
+def run_deals(
+    conn: psycopg.Connection, tables: Tables, source_schema: str, run_id: UUID
+) -> list[dict[str, Any]]:
+    """The run's at-risk deals, worst first: furthest past the limit that applies to them."""
+    return _named_run_rows(
+        conn,
+        tables,
+        "report_deal_aging_deal",
+        source_schema,
+        run_id,
+        extra_columns=sql.SQL(
+            ", greatest(r.days_in_stage - r.threshold_days,"
+            " r.days_in_cycle - r.cycle_threshold_days) as days_past_limit"
+        ),
+        order_by=sql.SQL("days_past_limit desc, r.amount desc nulls last, r.deal_id"),
+    )
+
+
+def _named_run_rows(
+    conn: psycopg.Connection,
+    tables: Tables,
+    table: str,
+    source_schema: str,
+    run_id: UUID,
+    extra_columns: sql.SQL,
+    order_by: sql.SQL,
+) -> list[dict[str, Any]]:
+    """A run's rows of one of its tables, with the pipeline and stage names the CRM has now."""
+    if not table_exists(conn, tables, table):
+        return []
+    crm = Tables(source_schema)
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            sql.SQL(
+                "select r.*, p.name as pipeline_name, s.name as stage_name{}"
+                " from {} r"
+                " left join {} p on p.id = r.pipeline_id and p.tenant_id = r.tenant_id"
+                " left join {} s on s.id = r.stage_id and s.tenant_id = r.tenant_id"
+                " where r.run_id = %s order by {}"
+            ).format(
+                extra_columns,
+                tables.ident(table),
+                crm.ident("pipeline"),
+                crm.ident("pipeline_stage"),
+                order_by,
+            ),
+            (run_id,),
+        ).fetchall()

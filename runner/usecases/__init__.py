@@ -1,0 +1,1 @@
+"""What the commands do: execute runs, serve the queue as a worker."""
