@@ -113,10 +113,6 @@ def parse(settings: DbtSettings, source_schema: str | None) -> Manifest:
     return result.result  # type: ignore[return-value]
 
 
-def run_operation(settings: DbtSettings, macro: str) -> DbtOutcome:
-    return _outcome(_invoke(["run-operation", macro, *settings.common_args()]))
-
-
 def _vars(source_schema: str | None) -> list[str]:
     return ["--vars", f"{{source_schema: {source_schema}}}"] if source_schema else []
 

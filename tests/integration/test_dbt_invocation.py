@@ -12,13 +12,15 @@ from runner.dbt.invocation import DbtSettings
 from runner.dbt.project import EXAMPLE_PROFILES
 
 
-def test_invocations_leave_dbt_s_default_behavior_flags_as_they_found_them(tmp_path, database_env):
+def test_invocations_leave_dbt_s_default_behavior_flags_as_they_found_them(
+    tmp_path, database_env, dataset
+):
     shutil.copyfile(EXAMPLE_PROFILES, tmp_path / "profiles.yml")
     settings = DbtSettings(profiles_dir=str(tmp_path))
     defaults = impl.DEFAULT_BASE_BEHAVIOR_FLAGS
     as_found = list(defaults)
 
     for _ in range(3):
-        assert invocation.run_operation(settings, "deal_aging_ensure_report_run").success
+        assert invocation.run_setup(settings, None).success
 
     assert defaults == as_found

@@ -152,3 +152,14 @@ def test_one_run_keyed_model_alone_opens_no_run(dbt, database_env, db, ids, repo
     assert not result.success
     assert "select both run-keyed models" in str(result.exception)
     assert row_counts(db) == before
+
+
+def test_dbt_refuses_a_tenant_without_a_pipeline(dbt, db, report_ready):
+    """Before, a tenant that does not exist got a SUCCEEDED run with no rows."""
+    before = row_counts(db)
+
+    result = dbt.run({"tenant_id": "00000000-0000-4000-8000-000000000000", "threshold_days": 30})
+
+    assert not result.success
+    assert "has no pipeline" in str(result.exception)
+    assert row_counts(db) == before

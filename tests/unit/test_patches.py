@@ -1,0 +1,63 @@
+"""The runner's changes to dbt internals (runner/dbt/patches.py), without a database."""
+
+from __future__ import annotations
+
+import logging
+from types import SimpleNamespace
+
+import pytest
+
+from runner.dbt import patches
+
+CTES = [SimpleNamespace(sql="__dbt__cte__a as (select 1)"), SimpleNamespace(sql="b as (select 2)")]
+
+
+def _no_fallback(sql: str, ctes: list[object]) -> str:
+    raise AssertionError("dbt's own injection was not expected")
+
+
+def _fallback(sql: str, ctes: list[object]) -> str:
+    return "fallback"
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        (
+            "with x as (select 1) select * from x",
+            "with __dbt__cte__a as (select 1), b as (select 2), x as (select 1) select * from x",
+        ),
+        (
+            "  -- a comment\nWITH\n  x as (select 1) select 1",
+            "  -- a comment\nWITH\n  __dbt__cte__a as (select 1), b as (select 2), x as (select 1) select 1",
+        ),
+        (
+            "/* c */ with x as (select 1) select 1",
+            "/* c */ with __dbt__cte__a as (select 1), b as (select 2), x as (select 1) select 1",
+        ),
+    ],
+)
+def test_ctes_go_after_a_leading_with(sql: str, expected: str) -> None:
+    assert patches.inject_ctes(sql, CTES, _no_fallback) == expected
+
+
+@pytest.mark.parametrize("sql", ["select 1", "with recursive r as (select 1) select 1", "withx"])
+def test_anything_else_goes_to_dbt(sql: str) -> None:
+    assert patches.inject_ctes(sql, CTES, _fallback) == "fallback"
+
+
+def test_no_ctes_leaves_the_sql_alone() -> None:
+    assert patches.inject_ctes("select 1", [], _no_fallback) == "select 1"
+
+
+def test_another_dbt_version_switches_the_patches_off_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    patches.applicable.cache_clear()
+    monkeypatch.setattr(patches, "SUPPORTED_DBT", (0, 1))
+    try:
+        with caplog.at_level(logging.WARNING):
+            assert patches.applicable() is False
+        assert "stay off" in caplog.text
+    finally:
+        patches.applicable.cache_clear()
