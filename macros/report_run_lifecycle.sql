@@ -69,7 +69,14 @@
     {% endfor %}
     {% set given_run_ids = deal_aging_given_run_ids() %}
     {% set params = deal_aging_report_params() %}
-    {% do deal_aging_ensure_report_run() %}
+    {% set pending = deal_aging_pending_migrations() %}
+    {% if pending %}
+        {{ exceptions.raise_compiler_error(
+            "The report's setup in " ~ deal_aging_report_run_relation().schema ~ " is not up to date ("
+            ~ pending | length ~ " migration(s) pending): run `dbt run-operation deal_aging_setup` or"
+            ~ " `python -m runner setup` first."
+        ) }}
+    {% endif %}
     {% if deal_aging_is_setup_only() %}
         {{ return('') }}
     {% endif %}

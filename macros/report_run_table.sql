@@ -57,12 +57,6 @@
         select null, null, tgname
         from pg_trigger
         where tgrelid = to_regclass('{{ relation.render() | replace("'", "''") }}')
-        union all
-        -- Dropped: negative amounts are the CRM's, and counted (docs/decisions/bad-crm-rows.md).
-        select null, null, conname
-        from pg_constraint
-        where conname = 'ck_report_deal_aging_fact_at_risk_amount'
-          and conrelid = to_regclass('{{ adapter.quote(relation.schema) }}.report_deal_aging_fact')
     {% endset %}
     {% set catalog = run_query(catalog_query) %}
     {% set existing = catalog.columns[0].values() | reject('none') | list %}
@@ -77,8 +71,7 @@
     {% set outdated_check = status_checks and 'QUEUED' not in status_checks[0] %}
     {% set objects_missing = ['ix_report_run_dbt_invocation', 'ix_report_run_tenant_generated', 'ix_report_run_queued',
                             'trg_report_run_delete_deal_aging_deals'] | reject("in", named_objects) | list %}
-    {% set dropped_check = 'ck_report_deal_aging_fact_at_risk_amount' in named_objects %}
-    {% if existing and not missing and not outdated_check and not objects_missing and not dropped_check %}
+    {% if existing and not missing and not outdated_check and not objects_missing %}
         {{ return(false) }}
     {% endif %}
 
@@ -105,11 +98,6 @@
         {% for column, data_type in optional_columns.items() %}
         alter table {{ relation }} add column if not exists {{ column }} {{ data_type }};
         {% endfor %}
-
-        {% if dropped_check %}
-        alter table {{ adapter.quote(relation.schema) }}.report_deal_aging_fact
-            drop constraint ck_report_deal_aging_fact_at_risk_amount;
-        {% endif %}
 
         {% if outdated_check %}
         -- NOT VALID, then VALIDATE: the old statuses are a subset, and validating this way does not

@@ -305,7 +305,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
     wait_seconds = parse_count("--timeout", args.timeout, "seconds")
     requests = run_requests(args)
     with connect(timeouts=timeouts_of(args)) as conn:
-        ensure_setup(conn, tables, dbt_settings(args), source_schema(args))
+        ensure_setup(
+            conn, tables, dbt_settings(args), source_schema(args), timeouts=timeouts_of(args)
+        )
         for request in requests:
             queue.submit(conn, tables, request)
         if not args.wait:

@@ -42,6 +42,7 @@
 
     -- `BEGIN` happens here: the lock, the hooks and the view share one transaction.
     {% call statement('concurrent_view_lock', auto_begin=True) -%}
+        {{ deal_aging_set_timeouts() }}
         select pg_advisory_xact_lock(hashtext('{{ target_relation.render() | replace("'", "''") }}'))
     {%- endcall %}
 

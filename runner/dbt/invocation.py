@@ -94,14 +94,31 @@ def run_report(
 
 
 def run_setup(
-    settings: DbtSettings, source_schema: str | None, manifest: Manifest | None = None
+    settings: DbtSettings,
+    source_schema: str | None,
+    timeouts: Timeouts,
+    manifest: Manifest | None = None,
 ) -> DbtOutcome:
-    """Build every relation of the report (report_run, the run-keyed tables, the views) and
-    compute no run."""
+    """Apply the pending migrations, then build every relation of the report (the run-keyed
+    tables, the views) computing no run."""
+    with _environment(timeouts.dbt_environment()):
+        migrated = _outcome(
+            _invoke(
+                [
+                    "run-operation",
+                    "deal_aging_setup",
+                    *settings.common_args(),
+                    *_vars(source_schema),
+                ],
+                manifest,
+            )
+        )
+    if not migrated.success:
+        return migrated
     args = ["run", "--select", *SETUP_SELECTOR, "--no-write-json", *settings.common_args()]
     if manifest is not None:
         patches.forget_compilation(manifest)
-    with _environment({SETUP_ONLY_ENV: "1"}):
+    with _environment({SETUP_ONLY_ENV: "1", **timeouts.dbt_environment()}):
         return _outcome(_invoke(args + _vars(source_schema), manifest))
 
 

@@ -12,7 +12,7 @@ from psycopg import sql
 
 from runner.domain.params import parse_schema_name
 from runner.domain.runs import RUN_KEYED_TABLES
-from runner.domain.vocabulary import DEFAULT_SOURCE_SCHEMA
+from runner.domain.vocabulary import DEFAULT_SOURCE_SCHEMA, migration_versions
 
 log = logging.getLogger(__name__)
 
@@ -71,17 +71,30 @@ SETUP_RELATIONS = (*RUN_KEYED_TABLES, "report_deal_aging_latest", "report_deal_a
 
 # Concurrent setups take turns on this lock.
 SETUP_LOCK = "deal_aging.setup"
+# Where the setup records the migrations it has applied (macros/migrations.sql).
+MIGRATIONS = "deal_aging_migration"
 
 
 def setup_is_complete(conn: psycopg.Connection, tables: Tables) -> bool:
-    """report_run has every column the runner needs and every relation of the report exists."""
+    """Every migration is applied, report_run has every column the runner needs, and every
+    relation of the report exists."""
     columns = conn.execute(
         "select column_name from information_schema.columns"
         " where table_schema = %s and table_name = 'report_run'",
         (tables.schema,),
     ).fetchall()
-    relations = [table_exists(conn, tables, name) for name in SETUP_RELATIONS]
-    return {name for (name,) in columns} >= REQUIRED_COLUMNS and all(relations)
+    relations = [table_exists(conn, tables, name) for name in (*SETUP_RELATIONS, MIGRATIONS)]
+    if not all(relations):
+        return False
+    applied = {
+        version
+        for (version,) in conn.execute(
+            sql.SQL("select version from {}").format(tables.ident(MIGRATIONS))
+        )
+    }
+    return (
+        applied >= set(migration_versions()) and {name for (name,) in columns} >= REQUIRED_COLUMNS
+    )
 
 
 def take_setup_lock(conn: psycopg.Connection) -> None:

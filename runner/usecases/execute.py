@@ -34,6 +34,7 @@ def ensure_setup(
     source_schema: str | None,
     manifest: Manifest | None = None,
     upgrade: bool = False,
+    timeouts: Timeouts | None = None,
 ) -> None:
     """Every relation of the report exists before a run is opened. Runners that find one missing
     take turns building them, so concurrent first runs never race on the same DDL. With upgrade,
@@ -48,7 +49,9 @@ def ensure_setup(
             if setup_is_complete(conn, tables) and not upgrade:
                 return
             log.info("building the report's tables and views in %s", tables.schema)
-            outcome = invocation.run_setup(dbt, source_schema, manifest)
+            outcome = invocation.run_setup(
+                dbt, source_schema, timeouts or Timeouts.defaults(), manifest
+            )
     except psycopg.errors.LockNotAvailable:
         raise RunnerError(
             f"another process has been setting up {tables.schema} for longer than the lock"
@@ -73,7 +76,7 @@ def execute_runs(
     run_ids = [request.run_id for request in requests]
     conn = connect(timeouts=timeouts)
     try:
-        ensure_setup(conn, tables, dbt, source_schema)
+        ensure_setup(conn, tables, dbt, source_schema, timeouts=timeouts)
         for run_id in run_ids:
             liveness.claim(conn, run_id)
         generated_at = datetime.now(UTC)

@@ -142,6 +142,7 @@ class Worker:
                     self.settings.dbt,
                     self.settings.source_schema,
                     manifest,
+                    timeouts=self.settings.timeouts,
                 )
                 conn.execute(sql.SQL("listen {}").format(sql.Identifier(QUEUE_CHANNEL)))
                 conn.commit()

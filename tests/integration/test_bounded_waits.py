@@ -146,3 +146,31 @@ def test_submit_wait_on_a_deleted_header_is_one_line(database_env, db, ids, repo
     assert waiting.returncode == 1
     assert stderr.strip().endswith("its header was deleted while it was waited for"), stderr
     assert len(stderr.splitlines()) == 1
+
+
+def test_the_setup_before_a_run_is_bounded_too(database_env, db, ids, report_ready):
+    """A missing view is rebuilt before the run; with its table locked, that waits on the lock."""
+    db.execute("drop view if exists dyno_crm.report_deal_aging_latest")
+    holder = _hold(database_env["PGDATABASE"], FACT_TABLE)
+    try:
+        started = time.monotonic()
+        done = run_runner(
+            database_env,
+            "run",
+            "--tenant-id",
+            ids.tenants[0],
+            "--threshold-days",
+            "30",
+            "--lock-timeout",
+            "2",
+            timeout=120,
+        )
+        elapsed = time.monotonic() - started
+    finally:
+        holder.close()
+
+    assert done.returncode == 1, done.stderr
+    assert "lock timeout" in done.stderr and len(done.stderr.splitlines()) == 1, done.stderr
+    assert elapsed < 60
+    rebuilt = run_runner(database_env, "setup")
+    assert rebuilt.returncode == 0, rebuilt.stderr

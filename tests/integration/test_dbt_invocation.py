@@ -10,6 +10,7 @@ from dbt.adapters.base import impl
 from runner.dbt import invocation
 from runner.dbt.invocation import DbtSettings
 from runner.dbt.project import EXAMPLE_PROFILES
+from runner.domain.timeouts import Timeouts
 
 
 def test_invocations_leave_dbt_s_default_behavior_flags_as_they_found_them(
@@ -21,6 +22,6 @@ def test_invocations_leave_dbt_s_default_behavior_flags_as_they_found_them(
     as_found = list(defaults)
 
     for _ in range(3):
-        assert invocation.run_setup(settings, None).success
+        assert invocation.run_setup(settings, None, Timeouts.defaults()).success
 
     assert defaults == as_found

@@ -61,6 +61,10 @@ def _report_writer(role: str, header_privileges: str, header_why: str) -> tuple[
             f'grant select, insert, delete on {run_keyed} to :"{role}";',
         ),
         Grant(
+            "every run first checks that the report's setup is up to date",
+            f'grant select on :"report_schema".deal_aging_migration to :"{role}";',
+        ),
+        Grant(
             "the per-stage limits (only once the optional table exists)",
             f'grant select on :"report_schema".deal_aging_stage_threshold to :"{role}";',
         ),
@@ -71,8 +75,8 @@ def _report_writer(role: str, header_privileges: str, header_why: str) -> tuple[
 # schemas and roles as psql variables, so the README's block runs as it is with `psql -v`.
 GRANTS: dict[str, tuple[str, tuple[Grant, ...]]] = {
     "owner": (
-        "the owner: its first `dbt run` creates report_run, the report tables and the views;"
-        " after an upgrade it runs `dbt run` once",
+        "the owner: `python -m runner setup` (or `dbt run-operation deal_aging_setup` and a first"
+        " `dbt run`) creates report_run, the report tables and the views, and upgrades them",
         (
             *_crm_reader(
                 "owner",
@@ -292,8 +296,10 @@ def runner_as(roles: Roles, role: str, *args: str) -> subprocess.CompletedProces
 
 @pytest.fixture(scope="module")
 def deployed(roles: Roles) -> Roles:
-    """The owner's first `dbt run` builds the report in its schema and creates the optional
+    """The owner's setup and first `dbt run` build the report in its schema and creates the optional
     per-stage table; the other roles get their grants on what it built."""
+    setup = dbt_as(roles, "owner", "run-operation", "deal_aging_setup")
+    assert setup.returncode == 0, setup.stdout
     first = dbt_as(roles, "owner", "run", "--vars", "{threshold_days: 30}")
     assert first.returncode == 0, first.stdout
     table = dbt_as(roles, "owner", "run-operation", "deal_aging_create_stage_threshold_table")

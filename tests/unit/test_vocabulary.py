@@ -11,6 +11,7 @@ from psycopg import sql
 from runner.dbt.project import PROJECT_DIR
 from runner.domain.params import MAX_YEAR, MIN_YEAR, SCHEMA_NAME
 from runner.domain.runs import RunStatus
+from runner.domain.vocabulary import migration_versions
 from runner.store.liveness import liveness_key
 
 REPORT_PARAMS = PROJECT_DIR / "macros" / "report_params.sql"
@@ -71,3 +72,8 @@ def test_the_liveness_lock_has_one_key_on_both_sides() -> None:
 def test_the_statuses_are_the_same_on_both_sides() -> None:
     macro = macro_body(PROJECT_DIR / "macros" / "report_run_table.sql", "deal_aging_run_statuses")
     assert re.findall(r"'([A-Z_]+)'", macro) == [status.value for status in RunStatus]
+
+
+def test_the_migrations_are_numbered_in_order() -> None:
+    assert migration_versions() == list(range(1, len(migration_versions()) + 1))
+    assert migration_versions()
