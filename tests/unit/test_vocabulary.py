@@ -10,7 +10,7 @@ from psycopg import sql
 
 from runner.dbt.project import PROJECT_DIR
 from runner.domain.params import MAX_YEAR, MIN_YEAR, SCHEMA_NAME
-from runner.domain.runs import RunStatus
+from runner.domain.runs import REPORT_TYPE, RUN_KEYED_TABLES, RunStatus
 from runner.domain.vocabulary import migration_versions
 from runner.store.liveness import liveness_key
 
@@ -77,3 +77,10 @@ def test_the_statuses_are_the_same_on_both_sides() -> None:
 def test_the_migrations_are_numbered_in_order() -> None:
     assert migration_versions() == list(range(1, len(migration_versions()) + 1))
     assert migration_versions()
+
+
+def test_the_report_type_and_the_run_keyed_tables_are_the_same_on_both_sides() -> None:
+    lifecycle = PROJECT_DIR / "macros" / "report_run_lifecycle.sql"
+    assert re.findall(r"'(\w+)'", macro_body(lifecycle, "deal_aging_report_type")) == [REPORT_TYPE]
+    tables = re.findall(r"'(\w+)'", macro_body(lifecycle, "deal_aging_run_keyed_tables"))
+    assert tuple(tables) == RUN_KEYED_TABLES
