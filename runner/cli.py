@@ -8,12 +8,13 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
 import psycopg
 
-from runner import render
+from runner import html_report, render
 from runner.dbt.invocation import DbtSettings
 from runner.domain.errors import BadInput, RunFailed, RunnerError
 from runner.domain.params import build_params, optional, parse_count, parse_schema_name, parse_uuid
@@ -120,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--source-schema", default="dyno_crm", metavar="NAME")
     show.add_argument("--deals", action="store_true", help="list the at-risk deals, worst first")
     show.add_argument("--json", action="store_true")
+    show.add_argument(
+        "--html",
+        metavar="FILE",
+        help="write the run's page (one self-contained HTML file, charts inline) to FILE and"
+        " print FILE",
+    )
 
     sweep = commands.add_parser(
         "sweep",
@@ -375,6 +382,10 @@ def cmd_show(args: argparse.Namespace) -> int:
         run = reports.get_run(conn, tables, run_id)
         if run is None:
             raise BadInput(f"RUN_ID: no report run {run_id} in {tables.schema}.report_run")
+        if args.html:
+            written = html_report.write_page(conn, tables, source_schema, run, Path(args.html))
+            print(written.path)
+            return 0
         facts = reports.run_facts(conn, tables, source_schema, run_id)
         deals = reports.run_deals(conn, tables, source_schema, run_id) if args.deals else None
     if args.json:

@@ -9,6 +9,7 @@ from uuid import UUID
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 from runner.domain.runs import REPORT_TYPE
 from runner.store.tables import Tables, table_exists
@@ -119,4 +120,96 @@ def _named_run_rows(
                 order_by,
             ),
             (run_id,),
+        ).fetchall()
+
+
+def run_deals_worst(
+    conn: psycopg.Connection, tables: Tables, source_schema: str, run_id: UUID, limit: int
+) -> tuple[list[dict[str, Any]], int]:
+    """The run's `limit` at-risk deals furthest past their limit (as `run_deals` orders them),
+    with the pipeline and stage names the CRM has now, and how many deals the run lists in all."""
+    if not table_exists(conn, tables, "report_deal_aging_deal"):
+        return [], 0
+    crm = Tables(source_schema)
+    with conn.cursor(row_factory=dict_row) as cur:
+        total = cur.execute(
+            sql.SQL("select count(*) as n from {} where run_id = %s").format(
+                tables.ident("report_deal_aging_deal")
+            ),
+            (run_id,),
+        ).fetchone()
+        rows = cur.execute(
+            sql.SQL(
+                "select r.*, p.name as pipeline_name, s.name as stage_name,"
+                " greatest(r.days_in_stage - r.threshold_days,"
+                " r.days_in_cycle - r.cycle_threshold_days) as days_past_limit"
+                " from {} r"
+                " left join {} p on p.id = r.pipeline_id and p.tenant_id = r.tenant_id"
+                " left join {} s on s.id = r.stage_id and s.tenant_id = r.tenant_id"
+                " where r.run_id = %s"
+                " order by days_past_limit desc, r.amount desc nulls last, r.deal_id limit %s"
+            ).format(
+                tables.ident("report_deal_aging_deal"),
+                crm.ident("pipeline"),
+                crm.ident("pipeline_stage"),
+            ),
+            (run_id, limit),
+        ).fetchall()
+    return rows, (total or {"n": 0})["n"]
+
+
+# What makes two runs comparable (report_deal_aging_trend's rule): everything they were asked is
+# the same, bar when. The periods are the header's columns, the rest its input_params.
+_COMPARABLE_PARAMS = (
+    ("threshold_days", "integer"),
+    ("cycle_threshold_days", "integer"),
+    ("pipeline_id", "uuid"),
+    ("stage_id", "uuid"),
+    ("principal_type", "text"),
+    ("principal_id", "uuid"),
+    ("breakdown", "text"),
+)
+
+
+def earlier_comparable_runs(
+    conn: psycopg.Connection, tables: Tables, run: dict[str, Any], limit: int
+) -> list[dict[str, Any]]:
+    """Up to `limit` SUCCEEDED runs of the run's tenant with the same parameters, generated
+    before it (latest first), each with its totals over its fact rows."""
+    if not table_exists(conn, tables, "report_deal_aging_fact"):
+        return []
+    same_params = sql.SQL(" and ").join(
+        sql.SQL(
+            "cast(r.input_params ->> {key} as {type})"
+            " is not distinct from cast(%(params)s::jsonb ->> {key} as {type})"
+        ).format(key=sql.Literal(key), type=sql.SQL(type_))
+        for key, type_ in _COMPARABLE_PARAMS
+    )
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            sql.SQL(
+                "select r.run_id, r.generated_at, r.finished_at,"
+                " coalesce(sum(f.total_deal_count), 0) as open_deals,"
+                " coalesce(sum(f.at_risk_deal_count), 0) as at_risk_deals,"
+                " coalesce(sum(f.at_risk_amount), 0) as at_risk_amount,"
+                " coalesce(sum(f.total_amount), 0) as total_amount"
+                " from {} r left join {} f on f.run_id = r.run_id"
+                " where r.tenant_id = %(tenant_id)s and r.report_type = %(report_type)s"
+                " and r.status = 'SUCCEEDED' and r.run_id <> %(run_id)s"
+                " and (r.generated_at, r.run_id) < (%(generated_at)s, %(run_id)s)"
+                " and r.period_start is not distinct from %(period_start)s"
+                " and r.period_end is not distinct from %(period_end)s"
+                " and {}"
+                " group by r.run_id order by r.generated_at desc, r.run_id desc limit %(limit)s"
+            ).format(tables.report_run, tables.fact, same_params),
+            {
+                "tenant_id": run["tenant_id"],
+                "report_type": REPORT_TYPE,
+                "run_id": run["run_id"],
+                "generated_at": run["generated_at"],
+                "period_start": run["period_start"],
+                "period_end": run["period_end"],
+                "params": Jsonb(run["input_params"] or {}),
+                "limit": limit,
+            },
         ).fetchall()
