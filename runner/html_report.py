@@ -325,11 +325,15 @@ def _limit_words(deal: dict[str, Any]) -> str:
 # --- charts -------------------------------------------------------------------------------------
 
 _SVG_PROLOGUE = re.compile(r"\A.*?(?=<svg)", re.S)
+_SVG_METADATA = re.compile(r"\s*<metadata>.*?</metadata>", re.S)
+_SVG_IDS = re.compile(r'(\bid="|url\(#|href="#)')
 _RC = {
     "svg.fonttype": "none",  # text stays text: small files, and a screen reader can read it
     "svg.hashsalt": "deal-aging",  # the same run gives the same page
     "text.parse_math": False,  # a `$` in a CRM name is a dollar sign, not math
     "font.family": "sans-serif",
+    # Each text element names its fonts: a short list keeps the page small.
+    "font.sans-serif": ["DejaVu Sans", "Arial", "Helvetica"],
     "font.size": 9,
     "axes.spines.top": False,
     "axes.spines.right": False,
@@ -345,18 +349,30 @@ def _pyplot() -> Any:
     return plt
 
 
-def _svg(figure: Any, title: str) -> Markup:
-    """The figure as an inline <svg> element (no XML prologue), with an accessible title."""
+def _locator(**kwargs: Any) -> Any:
+    from matplotlib.ticker import MaxNLocator
+
+    return MaxNLocator(**kwargs)
+
+
+def _svg(figure: Any, title: str, name: str) -> Markup:
+    """The figure as an inline <svg> element (no XML prologue), with an accessible title; `name`
+    is unique on the page."""
     buffer = io.StringIO()
     figure.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
     _pyplot().close(figure)
     svg = _SVG_PROLOGUE.sub("", buffer.getvalue(), count=1)
+    # The RDF metadata (creator, format) says nothing a reader needs.
+    svg = _SVG_METADATA.sub("", svg, count=1)
+    # Every chart names its parts figure_1, axes_1, ...: prefixed, the ids stay unique on the page
+    # and each chart's references (clip paths, markers) find its own.
+    svg = _SVG_IDS.sub(lambda m: f"{m.group(1)}{name}-", svg)
     label = escape(title)
     svg = svg.replace("<svg ", f'<svg role="img" aria-label="{label}" ', 1)
     return Markup(svg)
 
 
-def pipeline_chart(pipeline: Pipeline) -> Markup:
+def pipeline_chart(pipeline: Pipeline, name: str = "pipeline") -> Markup:
     plt = _pyplot()
     with plt.rc_context(_RC):
         stages = pipeline.stages
@@ -389,6 +405,7 @@ def pipeline_chart(pipeline: Pipeline) -> Markup:
             axis.barh(y, at_risk, color=AT_RISK_COLOR, label="at risk")
             axis.barh(y, on_track, left=at_risk, color=ON_TRACK_COLOR, label="on track")
             axis.set_title(title, loc="left", fontsize=9)
+            axis.xaxis.set_major_locator(_locator(nbins=6, integer=True, min_n_ticks=2))
             axis.xaxis.set_major_formatter(lambda value, _pos, fmt=fmt: fmt(value))
             axis.tick_params(axis="y", length=0)
             for row, (risk, track) in enumerate(zip(at_risk, on_track, strict=True)):
@@ -408,7 +425,9 @@ def pipeline_chart(pipeline: Pipeline) -> Markup:
         by_count.legend(
             loc="lower right", frameon=False, fontsize=8, ncols=2, bbox_to_anchor=(1.0, 1.02)
         )
-        return _svg(figure, f"{pipeline.name}: on-track and at-risk deals and amount per stage")
+        return _svg(
+            figure, f"{pipeline.name}: on-track and at-risk deals and amount per stage", name
+        )
 
 
 def _whole(value: float) -> str:
@@ -423,7 +442,7 @@ def _short_amount(value: float | Decimal) -> str:
     return f"{value:,.0f}"
 
 
-def trend_chart(points: Sequence[HistoryPoint]) -> Markup:
+def trend_chart(points: Sequence[HistoryPoint], name: str = "trend") -> Markup:
     plt = _pyplot()
     with plt.rc_context(_RC):
         figure, counts = plt.subplots(figsize=(10, 2.6))
@@ -438,6 +457,7 @@ def trend_chart(points: Sequence[HistoryPoint]) -> Markup:
         )
         counts.set_ylabel("at-risk deals", color=AT_RISK_COLOR)
         counts.set_ylim(bottom=0)
+        counts.yaxis.set_major_locator(_locator(integer=True))
         amounts = counts.twinx()
         amounts.spines["right"].set_visible(True)
         amounts.plot(
@@ -455,7 +475,7 @@ def trend_chart(points: Sequence[HistoryPoint]) -> Markup:
         figure.legend(
             loc="upper left", frameon=False, fontsize=8, ncols=2, bbox_to_anchor=(0.06, 1.02)
         )
-        return _svg(figure, "at-risk deals and amount over the last comparable runs")
+        return _svg(figure, "at-risk deals and amount over the last comparable runs", name)
 
 
 # --- the page -----------------------------------------------------------------------------------
@@ -645,11 +665,14 @@ def render_page(data: PageData, written: datetime | None = None) -> str:
         facts=data.facts,
         headlines=headlines(now, previous.totals if previous else None),
         previous=previous,
-        pipeline_charts=[(p, pipeline_chart(p)) for p in stage_pipelines],
+        pipeline_charts=[
+            (p, pipeline_chart(p, f"pipeline{number}"))
+            for number, p in enumerate(stage_pipelines, start=1)
+        ],
         trend=trend,
         trend_chart=trend_chart(trend) if len(trend) >= 2 and data.facts else None,
-        deals=deal_rows(data.deals),
-        deal_count=data.deal_count,
+        deals=deal_rows(data.deals[:DEAL_ROWS]),
+        deal_count=max(data.deal_count, len(data.deals)),
         owners=owners(data.facts) if breakdown else [],
         owner_rows=OWNER_ROWS,
         cycle=(run["input_params"] or {}).get("cycle_threshold_days") is not None,
