@@ -36,19 +36,22 @@ from crm_data.generator import (
     create_source_schema,
     load_dataset,
 )
-from runner import cli
+from runner import cli, html_report
 from runner.dbt.invocation import DbtSettings
 from runner.dbt.project import EXAMPLE_PROFILES, PROJECT_DIR
 from runner.domain.errors import RunFailed, RunnerError, one_line
 from runner.domain.interruptions import interruption_reason, sigterm_interrupts
 from runner.domain.params import ReportParams, parse_uuid
 from runner.domain.runs import RunRequest
+from runner.store import reports
 from runner.store.connection import DEFAULT_HOST, DEFAULT_PORT, connect
 from runner.store.tables import Tables
 from runner.usecases.execute import execute_runs
 
 DEFAULT_DATABASE = "deal_aging_demo"
 DEFAULT_DATA_DIR = PROJECT_DIR / ".demo-postgres"
+# Where the demo writes its runs' pages (git-ignored).
+DEFAULT_PAGES_DIR = PROJECT_DIR / ".demo-pages"
 DEFAULT_DEALS = 20_000
 DEFAULT_TENANTS = 3
 SOURCE_SCHEMA = DEFAULT_SCHEMA
@@ -145,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             runs = run_demo(DatasetSpec(deals=args.deals, seed=args.seed, tenants=args.tenants))
             exit_code = print_reports(runs)
             if exit_code == 0:
+                print(write_pages(runs, DEFAULT_PAGES_DIR))
                 print(how_to_look_again(server, args, runs[0].run_id))
             return exit_code
     except RunnerError as exc:
@@ -313,6 +317,29 @@ def print_reports(runs: list[TenantRun]) -> int:
         if exit_code:
             return exit_code
     return 0
+
+
+def write_pages(runs: list[TenantRun], directory: Path) -> str:
+    """Each run's page (`python -m runner show RUN_ID --html FILE`), under its tenant's name."""
+    tables = Tables.from_environment()
+    lines = ["\nThe runs' pages (one self-contained HTML file each, open them in a browser):"]
+    with connect() as conn:
+        for run in runs:
+            header = reports.get_run(conn, tables, run.run_id)
+            assert header is not None
+            written = html_report.write_page(
+                conn,
+                tables,
+                SOURCE_SCHEMA,
+                header,
+                directory / html_report.page_name(header),
+                tenant_name=run.tenant.name,
+            )
+            lines.append(
+                f"  {written.path}  ({run.tenant.name}: {written.bytes / 1024:,.0f} KiB,"
+                f" written in {written.seconds:.2f} s)"
+            )
+    return "\n".join(lines)
 
 
 def show_run(run_id: UUID) -> int:

@@ -183,6 +183,11 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json", action="store_true", help="print a JSON object per run instead of the run_id"
     )
+    parser.add_argument(
+        "--html-dir",
+        metavar="DIR",
+        help="write each SUCCEEDED run's page to DIR/<tenant>-<run_id>.html (submit: with --wait)",
+    )
     _add_timeout_options(parser, "of this run")
 
 
@@ -290,6 +295,23 @@ def dbt_settings(args: argparse.Namespace) -> DbtSettings:
     return DbtSettings(profiles_dir=args.profiles_dir, target=args.target, verbose=args.verbose)
 
 
+def write_pages(args: argparse.Namespace, run_ids: list[UUID]) -> None:
+    """With --html-dir: each SUCCEEDED run's page, its path on stderr (stdout keeps the run ids)."""
+    if not args.html_dir:
+        return
+    tables = Tables.from_environment()
+    crm = source_schema(args) or DEFAULT_SOURCE_SCHEMA
+    with connect() as conn:
+        for run_id in run_ids:
+            run = reports.get_run(conn, tables, run_id)
+            if run is None or run["status"] != RunStatus.SUCCEEDED:
+                continue
+            path = Path(args.html_dir) / html_report.page_name(run)
+            print(
+                f"page {html_report.write_page(conn, tables, crm, run, path).path}", file=sys.stderr
+            )
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     tables = Tables.from_environment()
     requests = run_requests(args)
@@ -297,6 +319,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         requests, dbt_settings(args), tables, source_schema(args), timeouts_of(args)
     )
     print_results(args, [result.as_json() for result in results])
+    write_pages(args, [result.run_id for result in results])
     return report_failures([(r.run_id, r.error_message) for r in results if not r.succeeded])
 
 
@@ -310,6 +333,8 @@ def report_failures(failures: list[tuple[UUID, str | None]]) -> int:
 def cmd_submit(args: argparse.Namespace) -> int:
     tables = Tables.from_environment()
     wait_seconds = parse_count("--timeout", args.timeout, "seconds")
+    if args.html_dir and not args.wait:
+        raise BadInput("--html-dir writes the pages of finished runs: it needs --wait")
     requests = run_requests(args)
     with connect(timeouts=timeouts_of(args)) as conn:
         ensure_setup(
@@ -331,6 +356,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
             for request in requests
         ]
     print_results(args, [{"run_id": str(run_id), "status": s} for run_id, s, _ in finished])
+    write_pages(args, [run_id for run_id, _, _ in finished])
     return report_failures([(run_id, e) for run_id, s, e in finished if s == RunStatus.FAILED])
 
 

@@ -316,9 +316,9 @@ def deal_rows(deals: Sequence[dict[str, Any]]) -> list[list[str]]:
 
 
 def _limit_words(deal: dict[str, Any]) -> str:
-    limit = f"{deal['threshold_days']} d in stage"
+    limit = f"{deal['threshold_days']} d"
     if deal.get("cycle_threshold_days") is not None:
-        limit += f", {deal['cycle_threshold_days']} d open"
+        limit += f" / {deal['cycle_threshold_days']} d open"
     return limit
 
 
@@ -443,38 +443,38 @@ def _short_amount(value: float | Decimal) -> str:
 
 
 def trend_chart(points: Sequence[HistoryPoint], name: str = "trend") -> Markup:
+    """At-risk deals and amount per run, side by side (one scale each: two lines on twin axes
+    hide each other when they move together)."""
     plt = _pyplot()
     with plt.rc_context(_RC):
-        figure, counts = plt.subplots(figsize=(10, 2.6))
+        figure, (counts, amounts) = plt.subplots(
+            1, 2, figsize=(10, 2.4), gridspec_kw={"wspace": 0.18}
+        )
         x = list(range(len(points)))
-        labels = [p.generated_at.strftime("%m-%d %H:%M") for p in points]
-        counts.plot(
-            x,
-            [p.totals.at_risk_deals for p in points],
-            color=AT_RISK_COLOR,
-            marker="o",
-            label="at-risk deals",
-        )
-        counts.set_ylabel("at-risk deals", color=AT_RISK_COLOR)
-        counts.set_ylim(bottom=0)
-        counts.yaxis.set_major_locator(_locator(integer=True))
-        amounts = counts.twinx()
-        amounts.spines["right"].set_visible(True)
-        amounts.plot(
-            x,
-            [float(p.totals.at_risk_amount) for p in points],
-            color=AMOUNT_COLOR,
-            marker="s",
-            linestyle="--",
-            label="at-risk amount",
-        )
-        amounts.set_ylabel("at-risk amount", color=AMOUNT_COLOR)
-        amounts.set_ylim(bottom=0)
-        amounts.yaxis.set_major_formatter(lambda value, _pos: _short_amount(value))
-        counts.set_xticks(x, labels=labels)
-        figure.legend(
-            loc="upper left", frameon=False, fontsize=8, ncols=2, bbox_to_anchor=(0.06, 1.02)
-        )
+        labels = [p.generated_at.strftime("%m-%d\n%H:%M") for p in points]
+        for axis, values, color, title, fmt in (
+            (
+                counts,
+                [p.totals.at_risk_deals for p in points],
+                AT_RISK_COLOR,
+                "at-risk deals",
+                _whole,
+            ),
+            (
+                amounts,
+                [float(p.totals.at_risk_amount) for p in points],
+                AMOUNT_COLOR,
+                "at-risk amount",
+                _short_amount,
+            ),
+        ):
+            axis.plot(x, values, color=color, marker="o")
+            axis.set_title(title, loc="left", fontsize=9)
+            axis.set_ylim(bottom=0, top=max(values) * 1.15 or 1)
+            axis.yaxis.set_major_locator(_locator(nbins=5, integer=True))
+            axis.yaxis.set_major_formatter(lambda value, _pos, fmt=fmt: fmt(value))
+            axis.set_xticks(x, labels=labels, fontsize=7)
+            axis.grid(axis="y", color="#e0e0e0", linewidth=0.6)
         return _svg(figure, "at-risk deals and amount over the last comparable runs", name)
 
 
@@ -514,7 +514,8 @@ th { background: #f5f5f5; } td.n, th.n { text-align: right; font-variant-numeric
 caption { text-align: left; font-weight: 600; padding: 4px 0; }
 details summary { cursor: pointer; color: #1565c0; }
 .note { color: #555; font-size: 12px; } .error { color: #c62828; font-weight: 600; }
-td.deal { max-width: 320px; overflow-wrap: anywhere; }
+td.deal { max-width: 320px; overflow-wrap: anywhere; } td.nw { white-space: nowrap; }
+td.id { font: 11px ui-monospace, Menlo, Consolas, monospace; }
 @media print { body { max-width: none; padding: 0; } details { display: block; }
   details > summary { display: none; } h2 { break-after: avoid; } figure, tr { break-inside: avoid; } }
 </style>
@@ -602,12 +603,12 @@ gives the stage's limit and the median days deals have been in it.</p>
 <table>
 <caption>{% if deal_count > deals | length %}The first {{ deals | length | count }} of {{ deal_count | count }} at-risk deals ({{ (deal_count - deals | length) | count }} more not shown){% else %}All {{ deal_count | count }} at-risk deals{% endif %}</caption>
 <thead><tr><th scope="col">deal</th><th scope="col">pipeline</th><th scope="col">stage</th><th scope="col">owner</th>
-<th class="n" scope="col">amount</th><th class="n" scope="col">days in stage</th><th scope="col">limit</th>
+<th class="n" scope="col">amount</th><th class="n" scope="col">days in stage</th><th scope="col">limit (stage / open)</th>
 <th class="n" scope="col">days past limit</th><th scope="col">why</th></tr></thead>
 <tbody>
 {% for d in deals %}
-<tr><td class="deal">{{ d[0] }}</td><td>{{ d[1] }}</td><td>{{ d[2] }}</td><td>{{ d[3] }}</td><td class="n">{{ d[4] }}</td>
-<td class="n">{{ d[5] }}</td><td>{{ d[6] }}</td><td class="n">{{ d[7] }}</td><td>{{ d[8] }}</td></tr>
+<tr><td class="deal">{{ d[0] }}</td><td class="nw">{{ d[1] }}</td><td class="nw">{{ d[2] }}</td><td class="id">{{ d[3] }}</td><td class="n">{{ d[4] }}</td>
+<td class="n">{{ d[5] }}</td><td class="nw">{{ d[6] }}</td><td class="n">{{ d[7] }}</td><td>{{ d[8] }}</td></tr>
 {% endfor %}
 </tbody>
 </table>
@@ -623,7 +624,7 @@ gives the stage's limit and the median days deals have been in it.</p>
 <th class="n" scope="col">% at risk</th><th class="n" scope="col">at-risk amount</th><th class="n" scope="col">amount</th></tr></thead>
 <tbody>
 {% for o in owners[:owner_rows] %}
-<tr><td>{{ o.owner }}</td><td class="n">{{ o.totals.open_deals | count }}</td><td class="n">{{ o.totals.at_risk_deals | count }}</td>
+<tr><td class="id">{{ o.owner }}</td><td class="n">{{ o.totals.open_deals | count }}</td><td class="n">{{ o.totals.at_risk_deals | count }}</td>
 <td class="n">{{ o.totals.percent_at_risk | percent }}</td><td class="n">{{ o.totals.at_risk_amount | amount }}</td>
 <td class="n">{{ o.totals.total_amount | amount }}</td></tr>
 {% endfor %}

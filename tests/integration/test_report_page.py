@@ -320,3 +320,51 @@ def test_the_page_opens_in_a_real_browser_asking_no_host(page, tmp_path):
     # The hostile name is text on the page, not an element.
     assert hostile_text == 1
     assert screenshot.stat().st_size > 10_000
+
+
+def test_run_html_dir_writes_a_page_per_succeeded_run(database_env, db, report_ready, tmp_path):
+    done = run_runner(
+        database_env, "run", "--all-tenants", "--threshold-days", "30", "--html-dir", str(tmp_path)
+    )
+
+    assert done.returncode == 0, done.stderr
+    run_ids = done.stdout.split()
+    tenants = dict(
+        db.execute(
+            "select run_id::text, tenant_id::text from dyno_crm.report_run"
+            " where run_id = any(%s::uuid[])",
+            (run_ids,),
+        ).fetchall()
+    )
+    expected = sorted(tmp_path / f"{tenants[run_id]}-{run_id}.html" for run_id in run_ids)
+    assert sorted(tmp_path.iterdir()) == expected
+    # stdout keeps the run ids alone; the pages' paths go to stderr.
+    assert done.stderr.splitlines() == [f"page {path}" for path in expected]
+    for path in expected:
+        html = path.read_text()
+        assert html.startswith("<!DOCTYPE html>") and path.stem.split("-", 5)[-1] in html
+        others = set(tenants.values()) - {html_tenant(path, tenants)}
+        assert not any(other in html for other in others)
+
+
+def html_tenant(path: Path, tenants: dict[str, str]) -> str:
+    [tenant] = [t for run_id, t in tenants.items() if path.name == f"{t}-{run_id}.html"]
+    return tenant
+
+
+def test_submit_html_dir_needs_wait(database_env, db, ids, report_ready, tmp_path):
+    before = db.execute("select count(*) from dyno_crm.report_run").fetchone()[0]
+    done = run_runner(
+        database_env,
+        "submit",
+        "--tenant-id",
+        ids.tenants[0],
+        "--threshold-days",
+        "30",
+        "--html-dir",
+        str(tmp_path),
+    )
+
+    assert done.returncode == 2
+    assert "--html-dir" in done.stderr and "--wait" in done.stderr
+    assert db.execute("select count(*) from dyno_crm.report_run").fetchone()[0] == before
