@@ -381,8 +381,8 @@ def pipeline_chart(pipeline: Pipeline, name: str = "pipeline") -> Markup:
             1, 2, figsize=(10, height), sharey=True, gridspec_kw={"wspace": 0.08}
         )
         labels = [
-            f"{s.name}\nlimit {s.limit_days} d · median "
-            + (days(s.median_days) + " d" if s.median_days is not None else "by owner")
+            f"{s.name}\nlimit {s.limit_days} d"
+            + (f" · median {days(s.median_days)} d" if s.median_days is not None else "")
             for s in stages
         ]
         y = list(range(len(stages)))
@@ -509,7 +509,7 @@ h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 17px; margin: 28px 0 8p
 .change.better { color: #2e7d32; }
 figure { margin: 8px 0; } figure svg { width: 100%; height: auto; }
 table { border-collapse: collapse; margin: 6px 0 12px; font-size: 13px; }
-th, td { padding: 3px 8px; border-bottom: 1px solid #eee; text-align: left; vertical-align: top; }
+th, td { padding: 3px 8px; border-bottom: 1px solid #eee; text-align: left; vertical-align: baseline; }
 th { background: #f5f5f5; } td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
 caption { text-align: left; font-weight: 600; padding: 4px 0; }
 details summary { cursor: pointer; color: #1565c0; }
@@ -568,7 +568,7 @@ gives the stage's limit and the median days deals have been in it.</p>
 <th class="n" scope="col">% at risk</th><th class="n" scope="col">at-risk amount</th><th class="n" scope="col">on-track amount</th></tr></thead>
 <tbody>
 {% for s in pipeline.stages %}
-<tr><th scope="row">{{ s.name }}</th><td class="n">{{ s.limit_days }}</td><td class="n">{{ (s.median_days | days) if s.median_days is not none else "by owner" }}</td>
+<tr><th scope="row">{{ s.name }}</th><td class="n">{{ s.limit_days }}</td><td class="n">{{ (s.median_days | days) if s.median_days is not none else "—" }}</td>
 <td class="n">{{ s.open_deals | count }}</td><td class="n">{{ s.at_risk_deals | count }}</td><td class="n">{{ s.on_track_deals | count }}</td>
 <td class="n">{{ s.percent_at_risk | percent }}</td>
 <td class="n">{{ s.at_risk_amount | amount }}</td><td class="n">{{ s.on_track_amount | amount }}</td></tr>
@@ -576,6 +576,8 @@ gives the stage's limit and the median days deals have been in it.</p>
 </tbody>
 </table>
 {% endfor %}
+{% if owners %}<p class="note">Broken down by owner, the run has a median per owner and stage only
+(a median does not add up): <code>python -m runner show {{ run.run_id }}</code> lists them.</p>{% endif %}
 </section>
 
 {% if trend_chart %}
