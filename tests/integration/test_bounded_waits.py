@@ -3,6 +3,7 @@ the run ends FAILED with a readable reason and no rows, and the caller gets one 
 
 from __future__ import annotations
 
+import subprocess
 import time
 
 import psycopg
@@ -16,6 +17,24 @@ def _hold(dbname: str, table: str) -> psycopg.Connection:
     holder = connect(dbname, application_name="pytest-db")
     holder.execute(f"lock table {table} in access exclusive mode")
     return holder
+
+
+def _run_with_lock_timeout(
+    database_env: dict[str, str], tenant: str, seconds: str, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """A run of the tenant whose waits for a lock end after `seconds`."""
+    return run_runner(
+        database_env,
+        "run",
+        "--tenant-id",
+        tenant,
+        "--threshold-days",
+        "30",
+        "--lock-timeout",
+        seconds,
+        timeout=120,
+        **env,
+    )
 
 
 def _latest(db: psycopg.Connection) -> dict:
@@ -36,17 +55,7 @@ def test_a_locked_table_fails_the_run_after_the_lock_timeout(database_env, db, i
     holder = _hold(database_env["PGDATABASE"], FACT_TABLE)
     try:
         started = time.monotonic()
-        done = run_runner(
-            database_env,
-            "run",
-            "--tenant-id",
-            ids.tenants[0],
-            "--threshold-days",
-            "30",
-            "--lock-timeout",
-            "2",
-            timeout=60,
-        )
+        done = _run_with_lock_timeout(database_env, ids.tenants[0], "2")
         elapsed = time.monotonic() - started
         run = _latest(db)
     finally:
@@ -63,17 +72,8 @@ def test_the_cleanup_survives_a_lock_timeout_from_pgoptions(database_env, db, id
     """The caller's own PGOPTIONS bound the cleanup's statements too: it must not raise."""
     holder = _hold(database_env["PGDATABASE"], FACT_TABLE)
     try:
-        done = run_runner(
-            database_env,
-            "run",
-            "--tenant-id",
-            ids.tenants[1],
-            "--threshold-days",
-            "30",
-            "--lock-timeout",
-            "3",
-            timeout=90,
-            PGOPTIONS="-c lock_timeout=3s",
+        done = _run_with_lock_timeout(
+            database_env, ids.tenants[1], "3", PGOPTIONS="-c lock_timeout=3s"
         )
         run = _latest(db)
     finally:
@@ -154,17 +154,7 @@ def test_the_setup_before_a_run_is_bounded_too(database_env, db, ids, report_rea
     holder = _hold(database_env["PGDATABASE"], FACT_TABLE)
     try:
         started = time.monotonic()
-        done = run_runner(
-            database_env,
-            "run",
-            "--tenant-id",
-            ids.tenants[0],
-            "--threshold-days",
-            "30",
-            "--lock-timeout",
-            "2",
-            timeout=120,
-        )
+        done = _run_with_lock_timeout(database_env, ids.tenants[0], "2")
         elapsed = time.monotonic() - started
     finally:
         holder.close()
