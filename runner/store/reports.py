@@ -74,9 +74,14 @@ def run_facts(
 
 
 def run_deals(
-    conn: psycopg.Connection, tables: Tables, source_schema: str, run_id: UUID
+    conn: psycopg.Connection,
+    tables: Tables,
+    source_schema: str,
+    run_id: UUID,
+    limit: int | None = None,
 ) -> list[dict[str, Any]]:
-    """The run's at-risk deals, worst first: furthest past the limit that applies to them."""
+    """The run's at-risk deals, worst first: furthest past the limit that applies to them; the
+    first `limit` of them when it is given."""
     return _named_run_rows(
         conn,
         tables,
@@ -88,6 +93,7 @@ def run_deals(
             " r.days_in_cycle - r.cycle_threshold_days) as days_past_limit"
         ),
         order_by=sql.SQL("days_past_limit desc, r.amount desc nulls last, r.deal_id"),
+        limit=limit,
     )
 
 
@@ -99,6 +105,7 @@ def _named_run_rows(
     run_id: UUID,
     extra_columns: sql.SQL,
     order_by: sql.SQL,
+    limit: int | None = None,
 ) -> list[dict[str, Any]]:
     """A run's rows of one of its tables, with the pipeline and stage names the CRM has now."""
     if not table_exists(conn, tables, table):
@@ -111,13 +118,14 @@ def _named_run_rows(
                 " from {} r"
                 " left join {} p on p.id = r.pipeline_id and p.tenant_id = r.tenant_id"
                 " left join {} s on s.id = r.stage_id and s.tenant_id = r.tenant_id"
-                " where r.run_id = %s order by {}"
+                " where r.run_id = %s order by {}{}"
             ).format(
                 extra_columns,
                 tables.ident(table),
                 crm.ident("pipeline"),
                 crm.ident("pipeline_stage"),
                 order_by,
+                sql.SQL("") if limit is None else sql.SQL(" limit {}").format(sql.Literal(limit)),
             ),
             (run_id,),
         ).fetchall()
@@ -127,35 +135,17 @@ def run_deals_worst(
     conn: psycopg.Connection, tables: Tables, source_schema: str, run_id: UUID, limit: int
 ) -> tuple[list[dict[str, Any]], int]:
     """The run's `limit` at-risk deals furthest past their limit (as `run_deals` orders them),
-    with the pipeline and stage names the CRM has now, and how many deals the run lists in all."""
-    if not table_exists(conn, tables, "report_deal_aging_deal"):
-        return [], 0
-    crm = Tables(source_schema)
-    with conn.cursor(row_factory=dict_row) as cur:
-        total = cur.execute(
-            sql.SQL("select count(*) as n from {} where run_id = %s").format(
-                tables.ident("report_deal_aging_deal")
-            ),
-            (run_id,),
-        ).fetchone()
-        rows = cur.execute(
-            sql.SQL(
-                "select r.*, p.name as pipeline_name, s.name as stage_name,"
-                " greatest(r.days_in_stage - r.threshold_days,"
-                " r.days_in_cycle - r.cycle_threshold_days) as days_past_limit"
-                " from {} r"
-                " left join {} p on p.id = r.pipeline_id and p.tenant_id = r.tenant_id"
-                " left join {} s on s.id = r.stage_id and s.tenant_id = r.tenant_id"
-                " where r.run_id = %s"
-                " order by days_past_limit desc, r.amount desc nulls last, r.deal_id limit %s"
-            ).format(
-                tables.ident("report_deal_aging_deal"),
-                crm.ident("pipeline"),
-                crm.ident("pipeline_stage"),
-            ),
-            (run_id, limit),
-        ).fetchall()
-    return rows, (total or {"n": 0})["n"]
+    and how many deals the run lists in all."""
+    worst = run_deals(conn, tables, source_schema, run_id, limit)
+    if len(worst) < limit:
+        return worst, len(worst)
+    total = conn.execute(
+        sql.SQL("select count(*) from {} where run_id = %s").format(
+            tables.ident("report_deal_aging_deal")
+        ),
+        (run_id,),
+    ).fetchone()
+    return worst, total[0] if total else 0
 
 
 # What makes two runs comparable (report_deal_aging_trend's rule): everything they were asked is
