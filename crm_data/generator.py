@@ -79,6 +79,10 @@ _PROGRESS_DEALS = 100_000  # a multiple of _CHUNK_DEALS
 
 # A deal's fate is planned when it is created, the older the likelier closed; time running out
 # at as_of then keeps some planned closes open. Tuned for about a third of all deals closed.
+# Healthy datasets: the mean days an open deal waits in a stage before the team closes it, longer
+# in later stages. Tuned so that a quarter to a third of open deals are past 30 days.
+_PATIENCE_DAYS = 28
+_PATIENCE_DAYS_PER_STAGE = 8
 _CLOSED_ODDS_NEW = 0.1
 _CLOSED_ODDS_OLD = 0.75  # at the far end of the history window
 _WON_SHARE = 0.4  # of closed deals
@@ -238,6 +242,10 @@ class DatasetSpec:
     # Deals of the first tenant whose previous stage row also stays current (a CRM bug the
     # report may have to survive); off by default because the CRM promises one current row.
     duplicate_current_rows: int = 0
+    # A sales team that closes stalled deals: an open deal that has waited longer than its
+    # patience in its stage is won or lost then, so about a quarter to a third of open deals are
+    # past a 30-day limit, more in the later stages. Off: deals wait for ever (nearly all at risk).
+    healthy: bool = False
 
 
 @dataclass(frozen=True)
@@ -521,8 +529,11 @@ def _plan_tenants(spec: DatasetSpec, rng: random.Random) -> list[_TenantPlan]:
 class _DealGenerator:
     """Deals of one tenant and their stage history, as COPY text, in chunks."""
 
-    def __init__(self, plan: _TenantPlan, as_of_us: int, timestamp: _TimestampText) -> None:
+    def __init__(
+        self, plan: _TenantPlan, as_of_us: int, timestamp: _TimestampText, healthy: bool = False
+    ) -> None:
         self._plan = plan
+        self._healthy = healthy
         self._rng = random.Random(plan.seed)
         self._as_of_us = as_of_us
         self._ts = timestamp
@@ -598,7 +609,27 @@ class _DealGenerator:
             if at >= self._as_of_us:
                 break
             entered.append(at)
-        return path[: len(entered)], entered
+        walked = path[: len(entered)]
+        if self._healthy and walked[-1] in pipeline.open_stage_ids:
+            return self._close_when_stalled(pipeline, walked, entered)
+        return walked, entered
+
+    def _close_when_stalled(
+        self, pipeline: _Pipeline, walked: Sequence[str], entered: list[int]
+    ) -> tuple[Sequence[str], list[int]]:
+        """Won or lost once the deal has waited past its patience, if that is before as_of."""
+        depth = pipeline.open_stage_ids.index(walked[-1]) + 1
+        patience_days = self._rng.expovariate(
+            1 / (_PATIENCE_DAYS + _PATIENCE_DAYS_PER_STAGE * depth)
+        )
+        closed_at = entered[-1] + int(patience_days * _US_PER_DAY)
+        if closed_at >= self._as_of_us:
+            return walked, entered
+        won = self._rng.random() < _WON_SHARE
+        return (*walked, pipeline.won_stage_id if won else pipeline.lost_stage_id), [
+            *entered,
+            closed_at,
+        ]
 
     def _walk_to_anchor(
         self, pipeline: _Pipeline, anchor: _Anchor
@@ -756,7 +787,7 @@ def load_dataset(
             target = _Target(conn, schema)
             conn.execute(sql.SQL("TRUNCATE {}").format(target.tables()))
             restore_keys = _drop_keys(target)
-        run = _Run(target, _epoch_us(spec.as_of), _TimestampText(), clock, progress)
+        run = _Run(target, _epoch_us(spec.as_of), _TimestampText(), clock, progress, spec.healthy)
         with clock.timing("load"):
             target.copy("pipeline", _PIPELINE_COLUMNS, _pipeline_text(plans, run.ts))
             target.copy("pipeline_stage", _STAGE_COLUMNS, _stage_text(plans))
@@ -793,6 +824,7 @@ class _Run:
     ts: _TimestampText
     clock: _Clock
     progress: Callable[[str], None] | None
+    healthy: bool = False
 
     def say(self, line: str) -> None:
         if self.progress is not None:
@@ -801,7 +833,7 @@ class _Run:
 
 def _load_tenant(run: _Run, plan: _TenantPlan, totals: _TenantTotals, label: str) -> None:
     """Generate and COPY one tenant's deals chunk by chunk, so memory stays flat."""
-    chunks = _DealGenerator(plan, run.as_of_us, run.ts).chunks()
+    chunks = _DealGenerator(plan, run.as_of_us, run.ts, run.healthy).chunks()
     while True:
         with run.clock.timing("generate"):
             chunk = next(chunks, None)

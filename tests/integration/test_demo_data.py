@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import psycopg
 import pytest
@@ -345,3 +346,22 @@ def test_cli_loads_and_prints_summary(
     assert "250 deals" in out and out.count("\n") == 1
     assert "tenant 2/2" in err
     assert scalar(conn, "SELECT count(*) FROM demo_cli.deal") == 250
+
+
+def test_a_healthy_dataset_has_a_quarter_to_a_third_of_open_deals_at_risk(conn) -> None:
+    """The demo's data: a team that closes stalled deals, so the report shows red and green."""
+    as_of = datetime(2026, 6, 1, tzinfo=UTC)
+    load(conn, "demo_healthy", DatasetSpec(deals=20000, seed=1, as_of=as_of, healthy=True))
+    shares = conn.execute(
+        "select ps.display_order,"
+        " avg((%(as_of)s - s.entered_at > interval '30 days')::int)"
+        " from demo_healthy.deal_pipeline_stage_state s"
+        " join demo_healthy.pipeline_stage ps"
+        "   on ps.id = s.pipeline_stage_id and ps.tenant_id = s.tenant_id"
+        " where s.is_current and ps.stage_state not in ('DONE_SUCCESS', 'DONE_FAILED')"
+        " group by rollup (1) order by 1 nulls last",
+        {"as_of": as_of},
+    ).fetchall()
+    *by_stage, (_, overall) = shares
+    assert 0.25 <= overall <= 0.34, shares
+    assert by_stage[0][1] < by_stage[-1][1]  # later stages stall more often
