@@ -85,7 +85,7 @@ def execute_runs(
                 headers.open_run(conn, tables, request, generated_at)
         timings["header_s"] = round(time.perf_counter() - started, 3)
         log.info("%d run(s) IN_PROGRESS: %s", len(run_ids), ", ".join(map(str, run_ids)))
-        compute(conn, run_ids, dbt, tables, source_schema, timeouts, timings)
+        _compute(conn, run_ids, dbt, tables, source_schema, timeouts, timings)
         ended = headers.outcomes(conn, tables, run_ids)
     finally:
         conn.close()
@@ -105,7 +105,7 @@ def execute_runs(
     ]
 
 
-def compute(
+def _compute(
     conn: psycopg.Connection,
     run_ids: list[UUID],
     dbt: invocation.DbtSettings,
@@ -113,14 +113,13 @@ def compute(
     source_schema: str | None,
     timeouts: Timeouts,
     timings: dict[str, float],
-    manifest: Manifest | None = None,
-) -> invocation.DbtOutcome:
+) -> None:
     """One dbt invocation for runs whose headers are IN_PROGRESS; afterwards none of them is.
     Raises RunFailed when SIGTERM or Ctrl-C stopped it."""
     dbt_started = time.perf_counter()
     try:
         with sigterm_interrupts():
-            outcome = invocation.run_report(dbt, run_ids, source_schema, timeouts, manifest)
+            outcome = invocation.run_report(dbt, run_ids, source_schema, timeouts)
     except KeyboardInterrupt as exc:
         outcome = invocation.DbtOutcome(False, interruption_reason(exc), interrupted=True)
     except Exception as exc:
@@ -130,7 +129,6 @@ def compute(
     fail_unfinished(conn, tables, run_ids, outcome.message or "dbt ended before closing the run")
     if outcome.interrupted:
         raise RunFailed(_label(run_ids), outcome.message)
-    return outcome
 
 
 def _label(run_ids: list[UUID]) -> str:
