@@ -25,7 +25,7 @@ from runner.store import liveness, queue, reports, retention
 from runner.store.connection import connect
 from runner.store.tables import CRM_TABLES, Tables, has_crm_tables, has_tenant, tenants
 from runner.usecases.execute import ensure_setup, execute_runs
-from runner.usecases.worker import Worker, WorkerSettings
+from runner.usecases.worker import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, Worker, WorkerSettings
 
 EXIT_CODES = """\
 exit codes:
@@ -83,8 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     worker = commands.add_parser(
         "worker",
         help="execute queued runs, keeping dbt loaded",
-        description="Load dbt once and execute queued runs one at a time. SIGTERM: finish the"
-        " run in hand, claim nothing new, exit 0.",
+        description="Load dbt once and execute queued runs, up to --batch-size at once in one dbt"
+        " invocation; a lone request runs at once. SIGTERM: finish the batch in hand, claim"
+        " nothing new, exit 0.",
     )
     worker.add_argument("--source-schema", metavar="NAME", help="schema of the CRM tables")
     _add_timeout_options(worker, "of a run whose request names none")
@@ -94,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="10",
         metavar="S",
         help="how often to requeue the runs of workers that died",
+    )
+    worker.add_argument(
+        "--batch-size",
+        default=str(DEFAULT_BATCH_SIZE),
+        metavar="N",
+        help=f"the most queued runs computed in one dbt invocation (default {DEFAULT_BATCH_SIZE})",
     )
     worker.add_argument(
         "--exit-when-idle", action="store_true", help="stop once the queue is empty"
@@ -156,7 +163,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     scope.add_argument(
         "--all-tenants",
         action="store_true",
-        help="one run per tenant (one header each), computed in one dbt invocation",
+        help="one run per tenant (one header each); `run` computes them in one dbt invocation,"
+        " the workers in batches",
     )
     parser.add_argument(
         "--threshold-days", required=True, metavar="INT", help="stage limit in days"
@@ -340,8 +348,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         ensure_setup(
             conn, tables, dbt_settings(args), source_schema(args), timeouts=timeouts_of(args)
         )
-        for request in requests:
-            queue.submit(conn, tables, request)
+        queue.submit(conn, tables, *requests)
         if not args.wait:
             print_results(
                 args, [{"run_id": str(r.run_id), "status": RunStatus.QUEUED} for r in requests]
@@ -369,8 +376,16 @@ def cmd_worker(args: argparse.Namespace) -> int:
         poll_seconds=_seconds("--poll-seconds", args.poll_seconds),
         sweep_seconds=_seconds("--sweep-seconds", args.sweep_seconds),
         exit_when_idle=args.exit_when_idle,
+        batch_size=batch_size(args.batch_size),
     )
     return Worker(settings).serve()
+
+
+def batch_size(text: str) -> int:
+    size = parse_count("--batch-size", text, "runs")
+    if not 1 <= size <= MAX_BATCH_SIZE:
+        raise BadInput(f"--batch-size: expected 1 to {MAX_BATCH_SIZE} runs, got {text!r}")
+    return size
 
 
 def _seconds(option: str, text: str) -> float:

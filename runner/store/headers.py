@@ -164,3 +164,17 @@ def requeue(conn: psycopg.Connection, tables: Tables, run_ids: list[UUID], reaso
             (reason, run_ids),
         )
         notify_workers(conn)
+
+
+def reopen(conn: psycopg.Connection, tables: Tables, run_ids: list[UUID]) -> None:
+    """IN_PROGRESS again, without an outcome or rows, for the same executor to compute anew; its
+    attempts stay, since nobody else claimed it."""
+    with conn.transaction():
+        delete_rows(conn, tables, run_ids)
+        conn.execute(
+            sql.SQL(
+                "update {} set status = 'IN_PROGRESS', finished_at = null, error_message = null"
+                " where run_id = any(%s)"
+            ).format(tables.report_run),
+            (run_ids,),
+        )

@@ -32,60 +32,103 @@ class ClaimedRun:
     timeouts: Timeouts | None = None
 
 
-def submit(conn: psycopg.Connection, tables: Tables, request: RunRequest) -> None:
-    """Queue the run (its header, status QUEUED) and wake the workers."""
-    params = request.params
+def submit(conn: psycopg.Connection, tables: Tables, *requests: RunRequest) -> None:
+    """Queue the runs (their headers, status QUEUED) in one transaction and wake the workers."""
+    submitted_at = datetime.now(UTC)
     with conn.transaction():
-        conn.execute(
-            sql.SQL(
-                "insert into {} (run_id, tenant_id, report_type, generated_at, period_start,"
-                " period_end, input_params, status, attempts, executor)"
-                " values (%s, %s, %s, %s, %s, %s, %s, 'QUEUED', 0, 'worker')"
-            ).format(tables.report_run),
-            (
-                request.run_id,
-                request.tenant_id,
-                REPORT_TYPE,
-                datetime.now(UTC),
-                params.period_start,
-                params.period_end,
-                Jsonb(request.input_params()),
-            ),
-        )
+        with conn.cursor() as cursor:
+            cursor.executemany(
+                sql.SQL(
+                    "insert into {} (run_id, tenant_id, report_type, generated_at, period_start,"
+                    " period_end, input_params, status, attempts, executor)"
+                    " values (%s, %s, %s, %s, %s, %s, %s, 'QUEUED', 0, 'worker')"
+                ).format(tables.report_run),
+                [
+                    (
+                        request.run_id,
+                        request.tenant_id,
+                        REPORT_TYPE,
+                        submitted_at,
+                        request.params.period_start,
+                        request.params.period_end,
+                        Jsonb(request.input_params()),
+                    )
+                    for request in requests
+                ],
+            )
         notify_workers(conn)
 
 
-def claim_next(conn: psycopg.Connection, tables: Tables, source_schema: str) -> ClaimedRun | None:
-    """Take the oldest queued run of the CRM schema this worker computes from: IN_PROGRESS from
-    now, its as-of instant (generated_at) fixed now, and this session holding its liveness lock
-    before anyone can see it claimed."""
+def claim_batch(
+    conn: psycopg.Connection, tables: Tables, source_schema: str, limit: int
+) -> list[ClaimedRun]:
+    """Take the oldest queued run of the CRM schema this worker computes from and, up to `limit`
+    runs in all, the next oldest with the same recorded bounds (one invocation applies one set):
+    IN_PROGRESS from now, their as-of instant (generated_at) fixed now, and this session holding
+    their liveness locks before anyone can see them claimed. Never waits for more to arrive."""
+    queued = sql.SQL(
+        "select run_id, tenant_id, now() - generated_at, input_params from {} where"
+        " report_type = %(report_type)s and status = 'QUEUED'"
+        " and coalesce(input_params ->> 'source_schema', %(default_schema)s) = %(schema)s"
+    ).format(tables.report_run)
+    oldest_first = sql.SQL(" order by generated_at, run_id limit %(limit)s for update skip locked")
+    args: dict[str, Any] = {
+        "report_type": REPORT_TYPE,
+        "default_schema": DEFAULT_SOURCE_SCHEMA,
+        "schema": source_schema,
+        "limit": 1,
+    }
     with conn.transaction():
-        row = conn.execute(
-            sql.SQL(
-                "select run_id, tenant_id, now() - generated_at, input_params from {}"
-                " where report_type = %s and status = 'QUEUED'"
-                " and coalesce(input_params ->> 'source_schema', %s) = %s"
-                " order by generated_at, run_id limit 1 for update skip locked"
-            ).format(tables.report_run),
-            (REPORT_TYPE, DEFAULT_SOURCE_SCHEMA, source_schema),
-        ).fetchone()
-        if row is None:
-            return None
-        run_id, tenant_id, waited, input_params = row
+        first = conn.execute(queued + oldest_first, args).fetchone()
+        if first is None:
+            return []
+        rows = [first]
+        if limit > 1:
+            rows += conn.execute(
+                queued
+                + sql.SQL(
+                    " and run_id <> %(first)s"
+                    " and input_params -> %(lock)s is not distinct from"
+                    " (select input_params -> %(lock)s from {run} where run_id = %(first)s)"
+                    " and input_params -> %(statement)s is not distinct from"
+                    " (select input_params -> %(statement)s from {run} where run_id = %(first)s)"
+                ).format(run=tables.report_run)
+                + oldest_first,
+                args
+                | {
+                    "limit": limit - 1,
+                    "first": first[0],
+                    "lock": LOCK_VAR,
+                    "statement": STATEMENT_VAR,
+                },
+            ).fetchall()
+        run_ids = [row[0] for row in rows]
         conn.execute(
-            sql.SQL("select pg_advisory_lock({})").format(liveness_key(sql.Literal(str(run_id))))
-        )
-        attempts = conn.execute(  # type: ignore[index]
             sql.SQL(
-                "update {} set status = 'IN_PROGRESS', generated_at = now(),"
-                " attempts = coalesce(attempts, 0) + 1, error_message = null"
-                " where run_id = %s returning attempts"
-            ).format(tables.report_run),
-            (run_id,),
-        ).fetchone()[0]
-    return ClaimedRun(
-        run_id, tenant_id, attempts, waited.total_seconds(), _recorded_timeouts(input_params)
-    )
+                "select pg_advisory_lock({}) from unnest(%s::uuid[]) as claimed(run_id)"
+            ).format(liveness_key(sql.Identifier("run_id"))),
+            (run_ids,),
+        )
+        attempts: dict[UUID, int] = dict(
+            conn.execute(
+                sql.SQL(
+                    "update {} set status = 'IN_PROGRESS', generated_at = now(),"
+                    " attempts = coalesce(attempts, 0) + 1, error_message = null"
+                    " where run_id = any(%s) returning run_id, attempts"
+                ).format(tables.report_run),
+                (run_ids,),
+            ).fetchall()
+        )
+    return [
+        ClaimedRun(
+            run_id,
+            tenant_id,
+            attempts[run_id],
+            waited.total_seconds(),
+            _recorded_timeouts(input_params),
+        )
+        for run_id, tenant_id, waited, input_params in rows
+    ]
 
 
 def _recorded_timeouts(input_params: dict[str, Any]) -> Timeouts | None:
@@ -96,9 +139,13 @@ def _recorded_timeouts(input_params: dict[str, Any]) -> Timeouts | None:
         return None
 
 
-def release(conn: psycopg.Connection, run_id: UUID) -> None:
+def release(conn: psycopg.Connection, run_ids: list[UUID]) -> None:
+    """Let go of the runs' liveness locks: they are finished, or back in the queue."""
     conn.execute(
-        sql.SQL("select pg_advisory_unlock({})").format(liveness_key(sql.Literal(str(run_id))))
+        sql.SQL("select pg_advisory_unlock({}) from unnest(%s::uuid[]) as done(run_id)").format(
+            liveness_key(sql.Identifier("run_id"))
+        ),
+        (run_ids,),
     )
     conn.commit()
 

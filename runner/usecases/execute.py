@@ -1,6 +1,5 @@
-"""Report runs, start to finish: headers, one dbt invocation, statuses. The on-run-end hook closes
-each run (SUCCEEDED, or FAILED with its reason and no rows); whatever dbt left unfinished the
-runner marks FAILED, and that cleanup never raises."""
+"""Report runs, start to finish: the setup when something is missing, headers, the computation
+(runner/usecases/compute.py), statuses."""
 
 from __future__ import annotations
 
@@ -14,12 +13,13 @@ import psycopg
 
 from runner.dbt import invocation
 from runner.domain.errors import RunFailed, RunnerError, one_line
-from runner.domain.interruptions import interruption_reason, sigterm_interrupts
+from runner.domain.interruptions import sigterm_interrupts
 from runner.domain.runs import RunRequest, RunResult
 from runner.domain.timeouts import Timeouts
 from runner.store import headers, liveness
 from runner.store.connection import connect
 from runner.store.tables import Tables, setup_is_complete, take_setup_lock
+from runner.usecases.compute import ComputeSettings, compute_runs, fail_unfinished
 
 if TYPE_CHECKING:
     from dbt.contracts.graph.manifest import Manifest
@@ -85,7 +85,8 @@ def execute_runs(
                 headers.open_run(conn, tables, request, generated_at)
         timings["header_s"] = round(time.perf_counter() - started, 3)
         log.info("%d run(s) IN_PROGRESS: %s", len(run_ids), ", ".join(map(str, run_ids)))
-        _compute(conn, run_ids, dbt, tables, source_schema, timeouts, timings)
+        settings = ComputeSettings(dbt, tables, source_schema, timeouts)
+        _compute(conn, run_ids, settings, timings)
         ended = headers.outcomes(conn, tables, run_ids)
     finally:
         conn.close()
@@ -108,47 +109,22 @@ def execute_runs(
 def _compute(
     conn: psycopg.Connection,
     run_ids: list[UUID],
-    dbt: invocation.DbtSettings,
-    tables: Tables,
-    source_schema: str | None,
-    timeouts: Timeouts,
+    settings: ComputeSettings,
     timings: dict[str, float],
 ) -> None:
-    """One dbt invocation for runs whose headers are IN_PROGRESS; afterwards none of them is.
-    Raises RunFailed when SIGTERM or Ctrl-C stopped it."""
+    """Close every run; raises RunFailed when SIGTERM or Ctrl-C stopped dbt."""
     dbt_started = time.perf_counter()
     try:
         with sigterm_interrupts():
-            outcome = invocation.run_report(dbt, run_ids, source_schema, timeouts)
-    except KeyboardInterrupt as exc:
-        outcome = invocation.DbtOutcome(False, interruption_reason(exc), interrupted=True)
-    except Exception as exc:
-        outcome = invocation.DbtOutcome(False, one_line(f"{type(exc).__name__}: {exc}"))
+            computed = compute_runs(conn, settings, run_ids)
+    except psycopg.OperationalError as exc:
+        fail_unfinished(conn, settings.tables, run_ids, f"database error: {one_line(str(exc))}")
+        raise
     timings["dbt_s"] = round(time.perf_counter() - dbt_started, 3)
-    # The hook closed every run it reached; what remains open, dbt never closed.
-    fail_unfinished(conn, tables, run_ids, outcome.message or "dbt ended before closing the run")
-    if outcome.interrupted:
-        raise RunFailed(_label(run_ids), outcome.message)
+    if computed.interruption is not None:
+        fail_unfinished(conn, settings.tables, computed.unfinished, computed.interruption)
+        raise RunFailed(_label(run_ids), computed.interruption)
 
 
 def _label(run_ids: list[UUID]) -> str:
     return str(run_ids[0]) if len(run_ids) == 1 else f"batch of {len(run_ids)} runs"
-
-
-def fail_unfinished(
-    conn: psycopg.Connection, tables: Tables, run_ids: list[UUID], reason: str
-) -> None:
-    """Mark the runs still open FAILED, on a new connection when the runs' own died with the
-    failure. Never raises: a run it cannot reach stays IN_PROGRESS for `sweep`."""
-    for attempt in ("the runs' connection", "a new connection"):
-        try:
-            if attempt == "a new connection" or conn.closed or conn.broken:
-                conn = connect()
-            else:
-                conn.rollback()
-            headers.mark_failed(conn, tables, run_ids, reason, unfinished_only=True)
-            return
-        except (psycopg.Error, RunnerError) as exc:
-            log.warning(
-                "could not mark run(s) FAILED through %s: %s", attempt, one_line(str(exc), 300)
-            )

@@ -1,5 +1,6 @@
 """`python -m runner worker`: a long-lived process that keeps dbt loaded (the project parsed once)
-and executes queued runs one at a time; more throughput means more workers."""
+and computes the queued runs it claims in batches, one dbt invocation per batch; a lone request
+runs at once. More throughput means more workers."""
 
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ from runner.store import headers, liveness, queue
 from runner.store.channel import QUEUE_CHANNEL
 from runner.store.connection import connect
 from runner.store.tables import Tables
-from runner.usecases.execute import ensure_setup, fail_unfinished
+from runner.usecases.compute import ClosedPart, ComputeSettings, compute_runs
+from runner.usecases.execute import ensure_setup
 
 if TYPE_CHECKING:
     from dbt.contracts.graph.manifest import Manifest
@@ -36,6 +38,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_SECONDS = 10.0
+DEFAULT_BATCH_SIZE = 20
+# Every run of a batch is a literal in its SQL: the statements stay of a size PostgreSQL plans fast.
+MAX_BATCH_SIZE = 1000
 
 
 @dataclass(frozen=True)
@@ -49,17 +54,19 @@ class WorkerSettings:
     # How often this worker looks for runs whose worker died (their liveness lock is gone).
     sweep_seconds: float = 10.0
     exit_when_idle: bool = False
+    # The most queued runs one dbt invocation computes (docs/performance.md chose the default).
+    batch_size: int = DEFAULT_BATCH_SIZE
 
 
 @dataclass
 class StopRequest:
-    """Set by SIGTERM: the worker finishes the run in hand and claims nothing new."""
+    """Set by SIGTERM: the worker finishes the batch in hand and claims nothing new."""
 
     requested: bool = False
 
     def _request(self, signum: int, frame: FrameType | None) -> None:
         self.requested = True
-        log.info("SIGTERM: finishing the run in hand, then stopping")
+        log.info("SIGTERM: finishing the batch in hand, then stopping")
 
     @contextlib.contextmanager
     def on_sigterm(self) -> Iterator[None]:
@@ -99,12 +106,13 @@ class Worker:
                         if time.monotonic() >= next_sweep:
                             self._sweep(conn)
                             next_sweep = time.monotonic() + self.settings.sweep_seconds
-                        claimed = queue.claim_next(
+                        claimed = queue.claim_batch(
                             conn,
                             self.settings.tables,
                             self.settings.source_schema or DEFAULT_SOURCE_SCHEMA,
+                            self.settings.batch_size,
                         )
-                        if claimed is None:
+                        if not claimed:
                             if self.settings.exit_when_idle:
                                 break
                             wait_for_notification(conn, self.settings.poll_seconds)
@@ -112,8 +120,8 @@ class Worker:
                         if not self._execute(conn, manifest, claimed):
                             return 1
                     except psycopg.OperationalError as exc:
-                        # The database went away (restart, failover): the run in hand, if any,
-                        # lost its liveness lock with the session and goes back to the queue at
+                        # The database went away (restart, failover): the runs in hand, if any,
+                        # lost their liveness locks with the session and go back to the queue at
                         # the first sweep after the reconnect.
                         log.info(
                             f"worker {self.name}: lost the database ({one_line(str(exc), 300)}); reconnecting"
@@ -163,42 +171,47 @@ class Worker:
             log.info(f"worker {self.name}: run {run_id} FAILED (its worker died too often)")
 
     def _execute(
-        self, conn: psycopg.Connection, manifest: Manifest, claimed: queue.ClaimedRun
+        self, conn: psycopg.Connection, manifest: Manifest, batch: list[queue.ClaimedRun]
     ) -> bool:
-        """Run one claimed request; False when Ctrl-C asks the worker to stop at once."""
+        """Compute a claimed batch in one dbt invocation (in parts when it fails as a whole); False
+        when Ctrl-C asks the worker to stop at once."""
         tables = self.settings.tables
         started = time.perf_counter()
-        outcome = invocation.run_report(
+        claimed = {run.run_id: run for run in batch}
+        settings = ComputeSettings(
             self.settings.dbt,
-            [claimed.run_id],
+            tables,
             self.settings.source_schema,
-            claimed.timeouts or self.settings.timeouts,
+            batch[0].timeouts or self.settings.timeouts,
             manifest,
         )
-        dbt_seconds = time.perf_counter() - started
-        if outcome.interrupted:
-            headers.requeue(conn, tables, [claimed.run_id], f"requeued: {outcome.message}")
-            queue.release(conn, claimed.run_id)
-            log.info(f"worker {self.name}: {outcome.message}; run {claimed.run_id} requeued")
-            return False
-        if not outcome.success:
-            # A failure because the database itself went away is not the run's: let the
-            # OperationalError reach the reconnect path, which requeues the run.
-            conn.execute("select 1")
-        fail_unfinished(conn, tables, [claimed.run_id], outcome.message or "dbt ended early")
-        (ended,) = headers.outcomes(conn, tables, [claimed.run_id])
-        status = (
-            f"SUCCEEDED rows={ended.fact_rows}"
-            if ended.status == RunStatus.SUCCEEDED
-            else f"{ended.status} ({(ended.error_message or '')[:200]})"
-        )
-        queue.release(conn, claimed.run_id)
+
+        def closed(part: ClosedPart) -> None:
+            for ended in headers.outcomes(conn, tables, part.run_ids):
+                run = claimed[ended.run_id]
+                status = (
+                    f"SUCCEEDED rows={ended.fact_rows}"
+                    if ended.status == RunStatus.SUCCEEDED
+                    else f"{ended.status} ({(ended.error_message or '')[:200]})"
+                )
+                log.info(
+                    f"worker {self.name}: run {run.run_id} tenant {run.tenant_id} {status}"
+                    f" attempt={run.attempts} queued={run.waited_s:.3f}s"
+                    f" dbt={part.dbt_seconds:.3f}s total={time.perf_counter() - started:.3f}s"
+                    f" batch={len(part.run_ids)}"
+                )
+            queue.release(conn, part.run_ids)
+
+        computed = compute_runs(conn, settings, list(claimed), on_closed=closed)
+        if computed.interruption is None:
+            return True
+        headers.requeue(conn, tables, computed.unfinished, f"requeued: {computed.interruption}")
+        queue.release(conn, computed.unfinished)
         log.info(
-            f"worker {self.name}: run {claimed.run_id} tenant {claimed.tenant_id} {status}"
-            f" attempt={claimed.attempts} queued={claimed.waited_s:.3f}s dbt={dbt_seconds:.3f}s"
-            f" total={time.perf_counter() - started:.3f}s"
+            f"worker {self.name}: {computed.interruption};"
+            f" {len(computed.unfinished)} run(s) requeued: {', '.join(map(str, computed.unfinished))}"
         )
-        return True
+        return False
 
 
 def wait_for_notification(conn: psycopg.Connection, timeout: float) -> None:

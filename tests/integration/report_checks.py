@@ -112,3 +112,12 @@ def header(db: psycopg.Connection, run_id: Any) -> dict[str, Any] | None:
         return cur.execute(
             f"select * from {REPORT_RUN_TABLE} where run_id = %s", (run_id,)
         ).fetchone()
+
+
+def deal_rows(db: psycopg.Connection, run_id: Any) -> list[tuple]:
+    """The run's deal list, every column but the run_id, in deal order."""
+    return db.execute(
+        "select to_jsonb(d) - 'run_id' from dyno_crm.report_deal_aging_deal d"
+        " where run_id = %s order by deal_id",
+        (run_id,),
+    ).fetchall()
