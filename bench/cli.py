@@ -12,15 +12,31 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import breakdown, databases, dataset, history, indexes, plans, report, scenarios
+from bench import (
+    breakdown,
+    databases,
+    dataset,
+    history,
+    indexes,
+    latency,
+    plans,
+    report,
+    scenarios,
+    throughput,
+    warm_worker,
+    worker_memory,
+)
 from bench.sides import BENCH_ROOT, Sides
 from bench.sizes import FULL, SMOKE, BenchSize
+from crm_data.generator import tenant_ids
 
-SCENARIOS = ("1", "2", "3", "4", "5")
+SCENARIOS = ("1", "2", "3", "4", "5", "7", "8", "9", "10", "11", "12")
+RESULTS_DIR = BENCH_ROOT / "bench" / "results"
+BIG_TARGET = 2.0  # a fresh run of the big tenant against the reference query
 STATE_DIR = BENCH_ROOT / "target" / "bench"  # per-database dbt files (partial parse, compile)
 PHASES = {"both": ("without", "with"), "without": ("without",), "with": ("with",)}
 
@@ -35,7 +51,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--database",
         help="big database name (default deal_aging_bench, or "
-        "deal_aging_bench_smoke with --smoke); NAME_small and NAME_history too",
+        "deal_aging_bench_smoke with --smoke); NAME_small, NAME_history and NAME_worst too",
     )
     parser.add_argument(
         "--pairs", type=int, help="timed pairs per measurement (default 3, smoke 1)"
@@ -53,7 +69,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=sorted(PHASES),
         help="measure without the opt-in source indexes, with them, or both (default; smoke: with)",
     )
-    parser.add_argument("--only", default=",".join(SCENARIOS), help="measurements to run, e.g. 1,2")
+    parser.add_argument(
+        "--only",
+        default=",".join(SCENARIOS),
+        help="measurements to run, e.g. 1,2 (7: all-old data; 8-12: warm workers; default all)",
+    )
     parser.add_argument("--no-plans", action="store_true", help="skip EXPLAIN ANALYZE")
     parser.add_argument("--no-profile", action="store_true", help="skip the time breakdown runs")
     parser.add_argument(
@@ -79,9 +99,11 @@ def say(line: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    size = SMOKE if args.smoke else FULL
+    # The healthy data as of today: rebuilt the first time the benchmark runs on a new day.
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    size = (SMOKE if args.smoke else FULL).dated(today)
     big_db = args.database or ("deal_aging_bench_smoke" if args.smoke else "deal_aging_bench")
-    names = (big_db, f"{big_db}_small", f"{big_db}_history")
+    names = (big_db, f"{big_db}_small", f"{big_db}_history", f"{big_db}_worst")
     drop_at_end = (args.smoke and not args.keep) or args.drop
     results = report.Results(title=f"Deal aging benchmark, {size.name} size")
     status = 0
@@ -111,10 +133,10 @@ def main(argv: list[str] | None = None) -> int:
 def run(
     args: argparse.Namespace,
     size: BenchSize,
-    names: tuple[str, str, str],
+    names: tuple[str, str, str, str],
     results: report.Results,
 ) -> None:
-    big_db, small_db, history_db = names
+    big_db, small_db, history_db, worst_db = names
     only = set(args.only.split(","))
     pairs = args.pairs or size.pairs
     warmups = args.warmups if args.warmups is not None else (0 if args.smoke else 1)
@@ -126,8 +148,12 @@ def run(
     for name, part in ((big_db, "big"), (small_db, "small")):
         dataset.ensure(name, size, part, args.rebuild, say)
     by_size = dataset.tenants_by_size(big_db)
+    deals = dict(by_size)
     big = scenarios.Tenant(*by_size[0])
-    small = scenarios.Tenant(*by_size[-1])
+    (small_id,) = tenant_ids(size.small)
+    small = scenarios.Tenant(small_id, deals[small_id])
+    queue_ids = tenant_ids(size.queue_tenants)
+    queue_tenants = tuple(scenarios.Tenant(t, deals[t]) for t in queue_ids)
     identical = dataset.tenant_fingerprint(big_db, small.tenant_id) == dataset.tenant_fingerprint(
         small_db, small.tenant_id
     )
@@ -137,9 +163,15 @@ def run(
             "select count(*) from dyno_crm.deal_pipeline_stage_state"
         ).fetchone()[0]
     results.machine = report.machine_lines(version)
+    crowd = [n for t, n in by_size if t != small.tenant_id and t not in queue_ids]
+    queue_deals = sorted(t.deals for t in queue_tenants)
     results.setup = [
-        f"{big_db}: {sum(n for _, n in by_size):,} deals over {len(by_size)} tenants "
-        f"({', '.join(f'{n:,}' for _, n in by_size)}), {state_rows:,} stage rows",
+        f"{big_db}: {sum(deals.values()):,} deals over {len(by_size)} tenants,"
+        f" {state_rows:,} stage rows, kept by a healthy team as of {size.crowd.as_of:%Y-%m-%d}:"
+        f" {', '.join(f'{n:,}' for n in crowd)}, the small tenant's {small.deals:,}, and"
+        f" {len(queue_tenants)} tenants of {queue_deals[0]:,}-{queue_deals[-1]:,} deals for the"
+        " warm workers' queues",
+        f"open deals in their stage for more than 30 days, now: {dataset.at_risk_share(big_db):.1%}",
         f"big tenant {big.tenant_id}, small tenant {small.tenant_id}",
         f"{small_db}: the small tenant alone, row for row the same as in {big_db}: "
         + ("yes" if identical else "NO"),
@@ -153,7 +185,21 @@ def run(
         history.truncate_runs(name)  # each benchmark starts from empty report tables
         sides.prime(name)
     setting = scenarios.Setting(
-        sides, big_db, small_db, history_db, big, small, len(by_size), pairs, warmups, say
+        sides=sides,
+        big_db=big_db,
+        small_db=small_db,
+        history_db=history_db,
+        worst_db=worst_db,
+        big=big,
+        small=small,
+        tenants=len(by_size),
+        queue_tenants=queue_tenants,
+        load=size.queue,
+        as_of=size.crowd.as_of,
+        logs_dir=RESULTS_DIR / "workers" / f"{size.name}-{_stamp()}",
+        pairs=pairs,
+        warmups=warmups,
+        say=say,
     )
 
     # The smoke size measures one index state unless told otherwise: CI needs the code paths, fast.
@@ -163,7 +209,7 @@ def run(
         _set_indexes(phase, sides, (big_db, small_db), results, say)
         suffix = "b" if phase == "with" and len(phases) > 1 else ("a" if len(phases) > 1 else "")
         if "1" in only:
-            row = scenarios.one_tenant(setting, "1" + suffix, big, "big", warmups, 2.0)
+            row = scenarios.one_tenant(setting, "1" + suffix, big, "big", warmups, BIG_TARGET)
             results.rows.append(_titled(row, label))
         if "2" in only:
             row = scenarios.one_tenant(
@@ -197,6 +243,7 @@ def run(
             row = scenarios.all_tenants(setting, "3" + suffix, warm)
             results.rows.append(_titled(row, label))
 
+    last_label = "with source indexes" if phases[-1] == "with" else "no source indexes"
     if "4" in only:
         results.rows.append(scenarios.tenant_not_table(setting, "4"))
     if "5" in only:
@@ -206,6 +253,30 @@ def run(
         if not args.no_plans:
             run_ = sides.runner(history_db, small.tenant_id, "--verbose", DBT_LOG_FORMAT="json")
             results.plans += plans.capture_deletes(history_db, run_, plans_dir / "history")
+
+    if "7" in only:
+        dataset.ensure(worst_db, size, "worst", args.rebuild, say)
+        _set_indexes(phases[-1], sides, (worst_db,), None, say)
+        history.truncate_runs(worst_db)
+        sides.prime(worst_db)
+        worst_big = scenarios.Tenant(*dataset.tenants_by_size(worst_db)[0])
+        results.setup.append(
+            f"{worst_db}: the same tenants and deals, none ever closed for stalling, as of"
+            f" {size.worst.as_of:%Y-%m-%d} (the benchmark's data before 2026-12): open deals in"
+            f" their stage for more than 30 days, now: {dataset.at_risk_share(worst_db):.1%}"
+        )
+        row = scenarios.worst_case(setting, "7", worst_big, BIG_TARGET)
+        results.rows.append(_titled(row, last_label))
+    night_key, request_key = ("10" if "10" in only else None), ("11" if "11" in only else None)
+    if night_key or request_key:
+        for row in warm_worker.rows(setting, night_key, request_key):
+            results.rows.append(_titled(row, last_label))
+    if "8" in only:
+        results.throughput, results.sampled = throughput.all_sizes(setting)
+    if "9" in only:
+        results.latency = latency.all_rates(setting)
+    if "12" in only:
+        results.worker_memory = worker_memory.measure(setting)
 
     if not args.no_profile:
         results.imports = _imports(sides, 1 if args.smoke else 3)
@@ -220,7 +291,7 @@ def run(
 
 
 def _titled(row: scenarios.Row, label: str, note: str = "") -> scenarios.Row:
-    return scenarios.Row(row.key, f"{row.title}, {label}", row.pairs, row.target, note)
+    return replace(row, title=f"{row.title}, {label}", note=note or row.note)
 
 
 def _set_indexes(
@@ -290,11 +361,13 @@ def _git(project: Path) -> str:
     return f"git {head}" + (f", {len(dirty.splitlines())} changed file(s)" if dirty else "")
 
 
+def _stamp() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
 def save(results: report.Results, text: str, size: BenchSize) -> Path:
-    out = BENCH_ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = out / f"{size.name}-{stamp}.txt"
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{size.name}-{_stamp()}.txt"
     path.write_text(text)
     rows = [
         {

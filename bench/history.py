@@ -39,7 +39,7 @@ def run_tables(conn: psycopg.Connection, schema: str) -> list[str]:
     return [name for (name,) in rows if name not in SKIP]
 
 
-def _columns(conn: psycopg.Connection, schema: str, table: str) -> list[str]:
+def column_names(conn: psycopg.Connection, schema: str, table: str) -> list[str]:
     rows = conn.execute(
         "select column_name from information_schema.columns"
         " where table_schema = %s and table_name = %s and is_generated = 'NEVER'"
@@ -66,7 +66,7 @@ def synthesize(database: str, runs: int, template: UUID, schema: str = "dyno_crm
             (runs,),
         )
         for table in tables:
-            columns = _columns(conn, schema, table)
+            columns = column_names(conn, schema, table)
             values = [
                 overrides.get(c, sql.SQL("x.{}").format(sql.Identifier(c)))
                 if table == REPORT_RUN or c == "run_id"

@@ -9,17 +9,27 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from bench.processes import ChildRun
+
+class Timed(Protocol):
+    """What one run of a side yields: a child process (bench/processes.py) or a request served
+    by a warm worker (bench/warm_worker.py)."""
+
+    @property
+    def seconds(self) -> float: ...
+
+    @property
+    def max_rss_mib(self) -> float: ...
 
 
 @dataclass(frozen=True)
 class Side:
     label: str
-    run: Callable[[], ChildRun]
+    run: Callable[[], Timed]
     prepare: Callable[[], None] | None = None  # untimed, before every run (e.g. empty a table)
 
-    def once(self) -> ChildRun:
+    def once(self) -> Timed:
         if self.prepare is not None:
             self.prepare()
         return self.run()
@@ -29,8 +39,8 @@ class Side:
 class Pairs:
     a: Side
     b: Side
-    a_runs: list[ChildRun] = field(default_factory=list)
-    b_runs: list[ChildRun] = field(default_factory=list)
+    a_runs: list[Timed] = field(default_factory=list)
+    b_runs: list[Timed] = field(default_factory=list)
 
     @property
     def a_median(self) -> float:
@@ -48,7 +58,7 @@ class Pairs:
     def a_max_rss_mib(self) -> float:
         return max(r.max_rss_mib for r in self.a_runs)
 
-    def spread(self, runs: list[ChildRun]) -> str:
+    def spread(self, runs: list[Timed]) -> str:
         times = sorted(r.seconds for r in runs)
         return f"{times[0]:.2f}-{times[-1]:.2f}" if len(times) > 1 else f"{times[0]:.2f}"
 

@@ -80,9 +80,17 @@ class Sides:
         argv = [self.python, "-c", _OPERATION, str(target), *dbt_args]
         return run_child(argv, env=self.env(database), cwd=self.runner_project).check()
 
-    def runner(self, database: str, tenant: UUID | None, *options: str, **env: str) -> ChildRun:
+    def runner(
+        self,
+        database: str,
+        tenant: UUID | None,
+        *options: str,
+        threshold_days: int = 30,
+        **env: str,
+    ) -> ChildRun:
         scope = ["--tenant-id", str(tenant)] if tenant else ["--all-tenants"]
-        argv = [self.python, "-m", "runner", "run", *scope, "--threshold-days", "30", "--json"]
+        days = ["--threshold-days", str(threshold_days)]
+        argv = [self.python, "-m", "runner", "run", *scope, *days, "--json"]
         return run_child(
             [*argv, *options], env=self.env(database, **env), cwd=self.runner_project
         ).check()

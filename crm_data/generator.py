@@ -246,6 +246,9 @@ class DatasetSpec:
     # patience in its stage is won or lost then, so about a quarter to a third of open deals are
     # past a 30-day limit, more in the later stages. Off: deals wait for ever (nearly all at risk).
     healthy: bool = False
+    # Every tenant's deals within (low, high), both included, instead of the uneven split; the
+    # total is still `deals`. None: the uneven split (big_tenant_share applies).
+    deals_per_tenant: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -421,6 +424,13 @@ def _validate_spec(spec: DatasetSpec) -> None:
         raise ValueError("big_tenant_share must lie in (0, 1]")
     if spec.duplicate_current_rows < 0:
         raise ValueError("duplicate_current_rows must not be negative")
+    if spec.deals_per_tenant is not None:
+        low, high = spec.deals_per_tenant
+        if not 0 <= low <= high or not low * spec.tenants <= spec.deals <= high * spec.tenants:
+            raise ValueError(
+                f"deals_per_tenant {spec.deals_per_tenant} cannot split {spec.deals} deals"
+                f" over {spec.tenants} tenants"
+            )
     _epoch_us(spec.as_of)
 
 
@@ -444,7 +454,24 @@ def _apportion(total: int, shares: Sequence[float]) -> list[int]:
     return counts
 
 
+def _bounded_shares(total: int, weights: Sequence[float], low: int, high: int) -> list[int]:
+    """Split total in proportion to weights, every part within [low, high]: what a part cannot
+    take above high goes to the others, in the same proportions."""
+    counts = [low] * len(weights)
+    growing = list(range(len(weights)))
+    while (left := total - sum(counts)) > 0:
+        for i, extra in zip(growing, _apportion(left, [weights[i] for i in growing]), strict=True):
+            counts[i] = min(high, counts[i] + extra)
+        growing = [i for i in growing if counts[i] < high]
+    return counts
+
+
 def _tenant_deal_counts(spec: DatasetSpec, rng: random.Random) -> list[int]:
+    if spec.deals_per_tenant is not None:
+        # Weights from 0.01 rather than 0: a tenant's share never vanishes, nor their sum.
+        return _bounded_shares(
+            spec.deals, [0.01 + rng.random() for _ in range(spec.tenants)], *spec.deals_per_tenant
+        )
     weights = sorted((0.2 + rng.random() for _ in range(spec.tenants)), reverse=True)
     if spec.big_tenant_share is None or spec.tenants == 1:
         return _apportion(spec.deals, weights)
@@ -524,6 +551,13 @@ def _plan_tenants(spec: DatasetSpec, rng: random.Random) -> list[_TenantPlan]:
             )
         )
     return plans
+
+
+def tenant_ids(spec: DatasetSpec) -> list[uuid.UUID]:
+    """The tenants a spec yields, in order, without generating their deals: load_dataset draws
+    its plans first from the same seed."""
+    _validate_spec(spec)
+    return [plan.tenant_id for plan in _plan_tenants(spec, random.Random(spec.seed))]
 
 
 class _DealGenerator:

@@ -36,9 +36,21 @@ def test_smoke_benchmark_prints_its_table_and_cleans_up():
         assert done.returncode == 0, done.stderr[-3000:]
         table = done.stdout
         assert "Medians of alternating pairs" in table
-        for key in ("1 ", "2 ", "3 ", "4 ", "5 "):
-            assert any(line.startswith(key) for line in table.splitlines()), (key, table)
+        lines = table.splitlines()
+        for key in ("1 ", "2 ", "3 ", "4 ", "5 ", "7 ", "10 ", "11 "):
+            assert any(line.startswith(key) for line in lines), (key, table)
         assert "Memory (peak RSS" in table
+        # The warm workers' measurements, with batches of more than one run.
+        queue = table.split("8   Throughput")[1].split("\n\n")[0].splitlines()
+        sizes = [line.split() for line in queue if line.split()[0].isdigit()]
+        assert [size[0] for size in sizes] == ["1", "10"], queue
+        assert all(size[6] == "yes" for size in sizes), queue  # every run executed exactly once
+        assert float(sizes[-1][4]) > 1, queue  # the mean batch: runs computed together
+        assert "sampled runs equal to `runner run` with the same parameters: 2 of 2" in table
+        assert "9   Latency from submit to SUCCEEDED" in table
+        assert all(f"{rate}/s" in table for rate in (1, 10, 30))
+        assert "12  A warm worker's peak RSS (VmHWM)" in table
+        assert "after 10 runs" in table and "after 50 runs" in table
         assert "Where a runner run's time goes" in table
         plans = table.split("Plans (EXPLAIN ANALYZE")[1]
         explained = {tuple(line.split()[:2]) for line in plans.splitlines() if line.strip()}
@@ -47,5 +59,5 @@ def test_smoke_benchmark_prints_its_table_and_cleans_up():
                 assert (tenant, query) in explained, (tenant, query, plans)
         assert bench_databases(name) == []
     finally:
-        for database in (name, f"{name}_small", f"{name}_history"):
+        for database in (name, f"{name}_small", f"{name}_history", f"{name}_worst"):
             drop_database(database)

@@ -17,6 +17,7 @@ from crm_data.generator import (
     create_source_schema,
     load_dataset,
     main,
+    tenant_ids,
 )
 
 TABLES = ("pipeline", "pipeline_stage", "deal", "deal_pipeline_stage_state")
@@ -301,6 +302,17 @@ def test_big_tenant_share(conn: psycopg.Connection) -> None:
     assert summary.tenants[0].deals == 300
     assert sum(t.deals for t in summary.tenants) == 1000
     assert len({t.deals for t in summary.tenants[1:]}) > 1
+
+
+def test_deals_per_tenant_bounds_every_tenant(conn: psycopg.Connection) -> None:
+    spec = DatasetSpec(deals=1000, seed=3, tenants=5, deals_per_tenant=(100, 300))
+    summary = load(conn, "demo_bounded", spec)
+    counts = [t.deals for t in summary.tenants]
+    assert sum(counts) == 1000 and all(100 <= n <= 300 for n in counts), counts
+    assert len(set(counts)) > 1
+    assert tenant_ids(spec) == [t.tenant_id for t in summary.tenants]
+    with pytest.raises(ValueError, match="deals_per_tenant"):
+        load_dataset(conn, DatasetSpec(deals=2000, tenants=5, deals_per_tenant=(100, 300)))
 
 
 def test_load_recreates_keys_and_indexes_exactly(conn: psycopg.Connection) -> None:
