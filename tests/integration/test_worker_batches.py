@@ -3,9 +3,13 @@ exactly its own facts and deal list, and one run's failure is that run's alone."
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 
 import psycopg
+
+from runner import cli
 
 from .report_checks import assert_run_matches_oracle, deal_rows, fact_rows, header
 from .runner_process import block_deals, blocked_on_lock, run_runner, wait_until
@@ -14,12 +18,14 @@ from .test_tenant_isolation import amounts_past_the_column, bad_rows
 from .test_worker import PERIOD_END, WorkerProcess, status, submit, workers
 
 
-def queue(database_env, *requests: list[str]) -> list[str]:
+def queue(*requests: list[str]) -> list[str]:
+    """`submit` each request, in this process: a worker started afterwards finds them all queued."""
     run_ids = []
     for args in requests:
-        done = submit(database_env, *args)
-        assert done.returncode == 0, done.stderr
-        run_ids.append(done.stdout.strip())
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            assert cli.main(["submit", *args]) == 0
+        run_ids.append(printed.getvalue().strip())
     return run_ids
 
 
@@ -75,20 +81,28 @@ def test_a_batch_of_mixed_tenants_and_parameters_matches_each_run_alone(
     database_env, db, ids, report_ready, tmp_path
 ):
     requests = ten_requests(ids)
-    run_ids = queue(database_env, *requests)
+    batched = queue(*requests)
     lines = executions(drain(database_env, tmp_path, "--batch-size", "10"))
-
-    assert set(lines) == set(run_ids)
+    assert set(lines) == set(batched)
     assert all(line.endswith(" batch=10") for line in lines.values()), lines
-    for run_id, args in zip(run_ids, requests, strict=True):
-        run = header(db, run_id)
+
+    # The same requests again, each alone: one dbt invocation per run.
+    alone = queue(*requests)
+    (tmp_path / "alone").mkdir()
+    lines = executions(drain(database_env, tmp_path / "alone", "--batch-size", "1"))
+    assert set(lines) == set(alone)
+    assert all(line.endswith(" batch=1") for line in lines.values()), lines
+    for batched_id, alone_id in zip(batched, alone, strict=True):
+        run = header(db, batched_id)
         assert (run["status"], run["attempts"]) == ("SUCCEEDED", 1), run["error_message"]
-        alone = run_runner(database_env, "run", *args)
-        assert alone.returncode == 0, alone.stderr
-        assert fact_rows(db, run_id) == fact_rows(db, alone.stdout.strip()) != []
-        assert deal_rows(db, run_id) == deal_rows(db, alone.stdout.strip())
-    # Runs without a filter that would change the reference query's meaning equal it too.
-    assert_run_matches_oracle(db, header(db, run_ids[0]))
+        assert fact_rows(db, batched_id) == fact_rows(db, alone_id) != []
+        assert deal_rows(db, batched_id) == deal_rows(db, alone_id)
+    # And as `python -m runner run` computes it.
+    ran = run_runner(database_env, "run", *requests[0])
+    assert ran.returncode == 0, ran.stderr
+    assert fact_rows(db, batched[0]) == fact_rows(db, ran.stdout.strip())
+    assert deal_rows(db, batched[0]) == deal_rows(db, ran.stdout.strip())
+    assert_run_matches_oracle(db, header(db, batched[0]))
 
 
 def test_a_run_failing_on_its_own_data_fails_alone_in_its_batch(
@@ -100,7 +114,7 @@ def test_a_run_failing_on_its_own_data_fails_alone_in_its_batch(
     ]
     with bad_rows(db, culprit_tenant, amounts_past_the_column):
         culprit, *others = queue(
-            database_env, ["--tenant-id", culprit_tenant, "--threshold-days", "30"], *requests
+            ["--tenant-id", culprit_tenant, "--threshold-days", "30"], *requests
         )
         lines = executions(drain(database_env, tmp_path, "--batch-size", "10"))
 
@@ -120,7 +134,6 @@ def test_a_run_that_fails_its_whole_batch_is_bisected_out(
     database_env, db, ids, report_ready, tmp_path
 ):
     run_ids = queue(
-        database_env,
         *(["--tenant-id", ids.tenants[i % 3], "--threshold-days", str(20 + i)] for i in range(10)),
     )
     # A header is input from outside too: dbt refuses this one, and with it the whole invocation.
@@ -150,7 +163,6 @@ def test_a_batch_whose_worker_is_killed_is_requeued_and_completed_once(
     database_env, db, ids, report_ready, tmp_path
 ):
     run_ids = queue(
-        database_env,
         *(["--tenant-id", ids.tenants[i % 3], "--threshold-days", str(30 + i)] for i in range(5)),
     )
     blocker = block_deals(database_env["PGDATABASE"])
@@ -206,7 +218,6 @@ def test_the_oldest_request_is_claimed_first_with_others_sharing_its_bounds(
 ):
     tenant = ids.tenants[1]
     first, strict, second = queue(
-        database_env,
         ["--tenant-id", tenant, "--threshold-days", "1"],
         ["--tenant-id", tenant, "--threshold-days", "2", "--statement-timeout", "50"],
         ["--tenant-id", tenant, "--threshold-days", "3"],
