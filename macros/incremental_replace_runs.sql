@@ -1,7 +1,8 @@
 {#
     incremental_strategy 'replace_runs' (the per_run models): a report run replaces exactly its own
     rows. It deletes every row of the runs this invocation computes, whatever the new rows hold
-    (so a rerun that now finds no deal keeps none of its old rows), then inserts the new rows.
+    (so a rerun that now finds no deal keeps none of its old rows), then inserts the new rows of
+    the runs still IN_PROGRESS.
 
     The run ids are written into the delete as literals (read from the headers and validated,
     deal_aging_invocation_runs), so PostgreSQL plans the delete from its statistics and the run_id
@@ -39,10 +40,16 @@
     do $deal_aging$
     declare
         run uuid;
+        -- A run failed meanwhile (by the other model, on its own data) gets no rows again.
+        in_progress uuid[] := array(
+            select run_id from {{ deal_aging_report_run_relation() }}
+            where {{ runs_in }} and status = 'IN_PROGRESS'
+        );
     begin
         insert into {{ target }} ({{ columns }})
         select {{ columns }}
-        from {{ arg_dict['temp_relation'] }};
+        from {{ arg_dict['temp_relation'] }}
+        where run_id = any(in_progress);
     exception
         when lock_not_available then
             raise;
@@ -50,9 +57,7 @@
             {% if run_ids | length == 1 -%}
             raise;
             {%- else -%}
-            foreach run in array array[
-                {%- for run_id in run_ids %}{{ deal_aging_literal(run_id) }}::uuid{{ ', ' if not loop.last }}{% endfor -%}
-            ] loop
+            foreach run in array in_progress loop
                 begin
                     insert into {{ target }} ({{ columns }})
                     select {{ columns }}

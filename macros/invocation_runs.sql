@@ -59,8 +59,8 @@
 
 
 {#
-    The parameters every run of this invocation shares, as SQL literals, by name; and `tenant_ids`,
-    the runs' tenants. int_deal_aging_current_deals writes them into its filters in place of the
+    The parameters every run of this invocation shares, as SQL literals, by name; `tenant_ids`,
+    the runs' tenants; and `run_ids`, the runs themselves. int_deal_aging_current_deals writes them into its filters in place of the
     runs' columns, so PostgreSQL plans a run with its parameters as constants, as it plans the
     design's reference query; from the runs' columns alone the row estimates collapse
     (docs/decisions/plan-constants.md).
@@ -92,6 +92,6 @@
         {% endif %}
     {% endfor %}
     {% set tenants = runs | map(attribute='tenant_id') | unique | list %}
-    {% do constants.update({'tenant_ids': tenants}) %}
+    {% do constants.update({'tenant_ids': tenants, 'run_ids': runs | map(attribute='run_id') | list}) %}
     {{ return(constants) }}
 {% endmacro %}

@@ -1,3 +1,5 @@
+{%- set constants = deal_aging_plan_constants() -%}
+
 with
 
 report_runs as (
@@ -25,10 +27,18 @@ runs_of_this_invocation as (
     from report_runs
 
     where
-        {{ deal_aging_runs_of_this_invocation() }}
-        and report_type = '{{ deal_aging_report_type() }}'
-        -- A run failed meanwhile (by sweep, or by the other model) never gets rows again.
-        and run_status = 'IN_PROGRESS'
+        {% if constants.run_ids %}
+            -- The runs by their ids alone: PostgreSQL then expects as many as there are, and
+            -- joins a batch's tenants' deals by hashing, not deal by deal
+            -- (docs/decisions/plan-constants.md). replace_runs writes the rows of runs still
+            -- IN_PROGRESS only.
+            run_id in ({% for run_id in constants.run_ids %}'{{ run_id }}'::uuid{{ ', ' if not loop.last }}{% endfor %})
+        {% else %}
+            {{ deal_aging_runs_of_this_invocation() }}
+            and report_type = '{{ deal_aging_report_type() }}'
+            -- A run failed meanwhile (by sweep, or by the other model) never gets rows again.
+            and run_status = 'IN_PROGRESS'
+        {% endif %}
 
 )
 
