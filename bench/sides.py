@@ -74,6 +74,11 @@ class Sides:
         argv = [self.python, "-c", _PRIME, str(target)]
         return run_child(argv, env=self.env(database), cwd=self.runner_project).check()
 
+    def setup(self, database: str) -> ChildRun:
+        """`python -m runner setup`: the report's tables and views, as the owner makes them."""
+        argv = [self.python, "-m", "runner", "setup"]
+        return run_child(argv, env=self.env(database), cwd=self.runner_project).check()
+
     def operation(self, database: str, *dbt_args: str) -> ChildRun:
         """A dbt command (run-operation, compile) with the runner's profile and arguments."""
         target = self.dbt_target(database) / "operation"
