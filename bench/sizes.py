@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -76,8 +77,8 @@ class BenchSize:
 
 
 def _spec_json(spec: DatasetSpec) -> dict[str, Any]:
-    document = asdict(spec)
-    document["as_of"] = spec.as_of.isoformat()
+    """The spec as its record in the database reads back: tuples as lists, instants as text."""
+    document: dict[str, Any] = json.loads(json.dumps(asdict(spec), default=datetime.isoformat))
     return document
 
 
