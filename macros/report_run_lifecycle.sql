@@ -279,14 +279,15 @@
 
 
 {#
-    A failure as one line for report_run.error_message: the database's own message, without dbt's frame, the SQL excerpt (LINE n:), the DETAIL that quotes a failing row,
-    or file paths.
+    A failure as one line for report_run.error_message: the database's own message, without dbt's
+    frame and macro stack, the SQL excerpt (LINE n:), the DETAIL that quotes a failing row, or
+    file paths.
 #}
 {% macro deal_aging_error_summary(message) %}
     {% set state = namespace(kept=[], done=false) %}
     {% for line in (message | string).splitlines() %}
         {% set text = line.strip() %}
-        {% if text.startswith(('LINE ', 'DETAIL:', 'HINT:', 'CONTEXT:', 'QUERY:', 'compiled code at', 'compiled Code at')) %}
+        {% if text.startswith(('LINE ', 'DETAIL:', 'HINT:', 'CONTEXT:', 'QUERY:', 'compiled code at', 'compiled Code at', '> in macro', '> called by')) %}
             {% set state.done = true %}
         {% endif %}
         {% if text and not state.done and not modules.re.match('^(Database|Compilation|Runtime) Error in ', text) %}

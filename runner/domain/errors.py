@@ -29,7 +29,7 @@ class RunFailed(RunnerError):
 
 
 # Where a database error's own message ends: the SQL excerpt, the DETAIL quoting a failing row
-# (another tenant's, in a batch), hints and dbt's pointer to the compiled file.
+# (another tenant's, in a batch), hints, dbt's pointer to the compiled file and its macro stack.
 _MESSAGE_ENDS = (
     "LINE ",
     "DETAIL:",
@@ -38,6 +38,8 @@ _MESSAGE_ENDS = (
     "QUERY:",
     "compiled code at",
     "compiled Code at",
+    "> in macro",
+    "> called by",
 )
 _DBT_FRAME = re.compile(r"^(Database|Compilation|Runtime) Error in ")
 _PATH = re.compile(r"\S*/\S+")

@@ -23,6 +23,11 @@ MESSAGES = [
     "DETAIL:  Failing row contains (6f1c..., 12, -3).",
     "canceling statement due to lock timeout",
     "Compilation Error in model x (models/x.sql)\n  Invalid var tenant_id: expected a UUID",
+    "Compilation Error in model int_deal_aging_current_deals (models/x.sql)\n"
+    "  Invalid var threshold_days: expected a whole number of days, got {{ 7 }}.\n"
+    "  \n"
+    "  > in macro deal_aging_invalid_var (macros/report_params.sql)\n"
+    "  > called by macro deal_aging_day_count (macros/report_params.sql)",
     "",
 ]
 
@@ -54,4 +59,4 @@ def test_the_hook_and_the_runner_summarise_a_failure_alike(message: str) -> None
     summary = failure_summary(message)
     assert _jinja_summary(message) == summary
     assert "\n" not in summary and "/" not in summary and "LINE" not in summary
-    assert "Failing row" not in summary
+    assert "Failing row" not in summary and "> in macro" not in summary
