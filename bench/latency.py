@@ -5,15 +5,17 @@ waited for (a bounded time too; one never finished counts as infinitely late).""
 from __future__ import annotations
 
 import math
+import statistics
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from uuid import UUID
 
 import psycopg
 
 from bench import databases, history, queued
 from bench.scenarios import Setting
-from bench.workers import workers
+from bench.workers import Execution, workers
 
 TARGET_RATE = 10.0  # requests per second at which the p95 target holds
 TARGET_P95 = 1.0  # seconds
@@ -29,6 +31,18 @@ class Latency:
     latencies: list[float]  # per request, seconds; math.inf for one never finished
     failed: int
     lag: float  # how far the submits fell behind their schedule, at most
+    run_ids: list[UUID]
+    executions: list[Execution] = field(default_factory=list)  # the workers' lines of them
+
+    def median(self, seconds: Callable[[Execution], float]) -> float:
+        """Over the workers' lines of these requests; nan when none was read."""
+        return (
+            statistics.median(seconds(e) for e in self.executions) if self.executions else math.nan
+        )
+
+    @property
+    def mean_batch(self) -> float:
+        return statistics.mean(e.batch for e in self.executions) if self.executions else math.nan
 
     def percentile(self, p: float) -> float:
         """Nearest rank: the smallest latency that p % of the requests did not exceed."""
@@ -56,7 +70,8 @@ def offer(s: Setting, conn: psycopg.Connection, rate: float) -> Latency:
             failed += status == "FAILED"
         time.sleep(queued.POLL_SECONDS)
     latencies = [done.get(r.run_id, math.inf) for r in requests]
-    return Latency(rate, s.load.seconds_per_rate, latencies, failed, lag)
+    run_ids = [r.run_id for r in requests]
+    return Latency(rate, s.load.seconds_per_rate, latencies, failed, lag, run_ids)
 
 
 def all_rates(s: Setting) -> list[Latency]:
@@ -66,7 +81,7 @@ def all_rates(s: Setting) -> list[Latency]:
     results = []
     with (
         databases.connect(s.big_db) as conn,
-        workers(s.sides, s.big_db, WORKERS, s.logs_dir / "latency"),
+        workers(s.sides, s.big_db, WORKERS, s.logs_dir / "latency") as started,
     ):
         warm_up = queued.varied([t.tenant_id for t in s.queue_tenants], WARM_UP_REQUESTS * WORKERS)
         queued.submit_all(conn, warm_up)
@@ -79,4 +94,8 @@ def all_rates(s: Setting) -> list[Latency]:
                 f" p99 {result.percentile(99):.3f} s"
             )
             results.append(result)
-    return results
+    # Read after the workers stopped: a run's line is logged just after its header commits.
+    executed = {e.run_id: e for w in started for e in w.executions()}
+    return [
+        replace(r, executions=[executed[i] for i in r.run_ids if i in executed]) for r in results
+    ]

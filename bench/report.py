@@ -120,7 +120,8 @@ def throughput_lines(results: list[Throughput], sampled: Sampled | None) -> list
 def latency_lines(results: list[Latency]) -> list[str]:
     lines = [
         f"  {'offered':>10}{'seconds':>9}{'requests':>10}{'p50':>8}{'p95':>8}{'p99':>8}"
-        f"{'failed':>8}{'late submit':>13}  target"
+        f"{'failed':>8}{'late submit':>13}{'queued p50':>12}{'dbt p50':>9}{'mean batch':>12}"
+        "  target"
     ]
     for r in results:
         p95 = r.percentile(95)
@@ -131,7 +132,9 @@ def latency_lines(results: list[Latency]) -> list[str]:
         )
         lines.append(
             f"  {r.rate:>6g}/s  {r.seconds:>9g}{len(r.latencies):>10}{r.percentile(50):>7.3f}s"
-            f"{p95:>7.3f}s{r.percentile(99):>7.3f}s{r.failed:>8}{r.lag:>12.3f}s  {verdict}"
+            f"{p95:>7.3f}s{r.percentile(99):>7.3f}s{r.failed:>8}{r.lag:>12.3f}s"
+            f"{r.median(lambda e: e.queued_seconds):>11.3f}s{r.median(lambda e: e.dbt_seconds):>8.3f}s"
+            f"{r.mean_batch:>12.1f}  {verdict}"
         )
     return lines
 

@@ -4,6 +4,7 @@ of them equal to `python -m runner run` with the same parameters."""
 
 from __future__ import annotations
 
+import math
 import random
 import statistics
 from dataclasses import dataclass
@@ -41,12 +42,14 @@ class Throughput:
 
     @property
     def mean_batch(self) -> float:
-        return statistics.mean(e.batch for e in self.executions)
+        """nan when no line was read: the report still prints what was measured."""
+        return statistics.mean(e.batch for e in self.executions) if self.executions else math.nan
 
     @property
     def dbt_seconds_per_run(self) -> float:
         """A batch's dbt invocation shared by its runs, averaged over the runs."""
-        return statistics.mean(e.dbt_seconds / e.batch for e in self.executions)
+        shares = [e.dbt_seconds / e.batch for e in self.executions]
+        return statistics.mean(shares) if shares else math.nan
 
 
 def measure(s: Setting, batch_size: int) -> tuple[Throughput, list[RunRequest]]:

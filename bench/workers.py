@@ -19,7 +19,7 @@ START_SECONDS = 180  # two workers importing dbt and parsing the project on two 
 # The line a worker logs per finished run (runner/usecases/worker.py).
 FINISHED = re.compile(
     r"worker \S+: run (?P<run_id>[0-9a-f-]{36}) tenant \S+ (?P<status>SUCCEEDED|FAILED)"
-    r".* attempt=(?P<attempt>\d+) queued=[\d.]+s dbt=(?P<dbt>[\d.]+)s total=[\d.]+s"
+    r".* attempt=(?P<attempt>\d+) queued=(?P<queued>[\d.]+)s dbt=(?P<dbt>[\d.]+)s total=[\d.]+s"
     r"(?: batch=(?P<batch>\d+))?$"
 )
 
@@ -31,6 +31,7 @@ class Execution:
     run_id: UUID
     status: str
     attempt: int
+    queued_seconds: float  # from its submit to its claim
     dbt_seconds: float  # of the invocation that computed it, shared by its batch
     batch: int
 
@@ -46,6 +47,7 @@ class WorkerProcess:
                 UUID(m["run_id"]),
                 m["status"],
                 int(m["attempt"]),
+                float(m["queued"]),
                 float(m["dbt"]),
                 int(m["batch"] or 1),
             )
