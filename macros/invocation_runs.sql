@@ -37,6 +37,7 @@
             'principal_id': deal_aging_uuid('principal_id', params.get('principal_id')),
             'stage_id': deal_aging_uuid('stage_id', params.get('stage_id')),
             'breakdown': deal_aging_breakdown('breakdown', params.get('breakdown')),
+            'snoozes': deal_aging_snoozes('snoozes', params.get('snoozes')),
             'generated_at': deal_aging_timestamp('generated_at', row[2]),
         }) %}
     {% endfor %}

@@ -40,6 +40,12 @@ stage_thresholds as (
 
 ),
 
+deal_snoozes as (
+
+    select * from {{ ref('stg_reporting__deal_snoozes') }}
+
+),
+
 open_deals_in_scope as (
 
     select
@@ -59,6 +65,9 @@ open_deals_in_scope as (
         deal_stage_states.pipeline_stage_id as stage_id,
         deal_stage_states.stage_entered_at,
         pipeline_stages.stage_state,
+        -- Joined only for runs that honor snoozes, and only while the snooze lasts past as-of.
+        deal_snoozes.snoozed_until,
+        deal_snoozes.snooze_reason,
         -- A stage's own limit, where the optional table has one, replaces the run's threshold.
         coalesce(stage_thresholds.threshold_days, runs.threshold_days) as threshold_days,
         -- The fact row's principal: the run's filter, or with the owner breakdown the deal's
@@ -86,6 +95,13 @@ open_deals_in_scope as (
         on
             deal_stage_states.pipeline_stage_id = stage_thresholds.pipeline_stage_id
             and deal_stage_states.tenant_id = stage_thresholds.tenant_id
+
+    left join deal_snoozes
+        on
+            runs.snoozes = 'honor'
+            and deal_stage_states.deal_id = deal_snoozes.deal_id
+            and deal_stage_states.tenant_id = deal_snoozes.tenant_id
+            and runs.as_of_ts < deal_snoozes.snoozed_until
 
     where
         deal_stage_states.is_current
@@ -136,6 +152,17 @@ flagged as (
 
 ),
 
+snoozed as (
+
+    select
+        *,
+        -- A snoozed deal would be at risk but is not: it is listed apart, outside the at-risk counts.
+        (is_stage_overdue or is_cycle_overdue) and snoozed_until is not null as is_snoozed
+
+    from flagged
+
+),
+
 final as (
 
     select
@@ -160,9 +187,12 @@ final as (
         days_in_cycle,
         is_stage_overdue,
         is_cycle_overdue,
-        is_stage_overdue or is_cycle_overdue as is_at_risk
+        is_snoozed,
+        (is_stage_overdue or is_cycle_overdue) and not is_snoozed as is_at_risk,
+        case when is_snoozed then snoozed_until end as snoozed_until,
+        case when is_snoozed then snooze_reason end as snooze_reason
 
-    from flagged
+    from snoozed
 
 )
 

@@ -20,6 +20,7 @@ runs_of_this_invocation as (
         principal_id,
         stage_id,
         breakdown,
+        snoozes,
         generated_at
 
     from report_runs

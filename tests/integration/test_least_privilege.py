@@ -65,8 +65,9 @@ def _report_writer(role: str, header_privileges: str, header_why: str) -> tuple[
             f'grant select on :"report_schema".deal_aging_migration to :"{role}";',
         ),
         Grant(
-            "the per-stage limits (only once the optional table exists)",
-            f'grant select on :"report_schema".deal_aging_stage_threshold to :"{role}";',
+            "the optional per-stage limits and snoozed deals (only once the tables exist)",
+            'grant select on :"report_schema".deal_aging_stage_threshold,'
+            f' :"report_schema".deal_aging_snooze to :"{role}";',
         ),
     )
 
@@ -297,12 +298,12 @@ def runner_as(roles: Roles, role: str, *args: str) -> subprocess.CompletedProces
 @pytest.fixture(scope="module")
 def deployed(roles: Roles) -> Roles:
     """The owner's setup and first `dbt run` build the report in its schema and creates the optional
-    per-stage table; the other roles get their grants on what it built."""
+    tables; the other roles get their grants on what it built."""
     setup = dbt_as(roles, "owner", "run-operation", "deal_aging_setup")
     assert setup.returncode == 0, setup.stdout
     first = dbt_as(roles, "owner", "run", "--vars", "{threshold_days: 30}")
     assert first.returncode == 0, first.stdout
-    table = dbt_as(roles, "owner", "run-operation", "deal_aging_create_stage_threshold_table")
+    table = dbt_as(roles, "owner", "run-operation", "deal_aging_create_optional_tables")
     assert table.returncode == 0, table.stdout
     with connect(roles.dbname, autocommit=True) as admin:
         for role in GRANTS.keys() - {"owner"}:

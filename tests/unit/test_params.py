@@ -111,6 +111,11 @@ def test_principal_type_refuses_others() -> None:
         parse_principal_type("--principal-type", "TEAM")
 
 
+def test_snoozes_are_ignored_unless_honored_in_any_case() -> None:
+    assert build_params(threshold_days="30").snoozes == "ignore"
+    assert build_params(threshold_days="30", snoozes="Honor").input_params()["snoozes"] == "honor"
+
+
 def test_breakdown_is_owner_or_nothing() -> None:
     assert parse_breakdown("--breakdown", "Owner") == "owner"
     with pytest.raises(BadInput, match="expected owner"):
@@ -169,6 +174,7 @@ def test_build_params_validates_and_converts_every_value() -> None:
         "principal_id": UUID_TEXT,
         "stage_id": None,
         "breakdown": None,
+        "snoozes": "ignore",
     }
 
 
@@ -191,6 +197,7 @@ def test_build_params_validates_and_converts_every_value() -> None:
         ),
         ({"period_end": "9999-12-31T23:59:59-14:00"}, "--period-end: expected a timestamp"),
         ({"cycle_threshold_days": "-1"}, "--cycle-threshold-days: expected a whole number"),
+        ({"snoozes": "on"}, "--snoozes: expected ignore or honor, got 'on'"),
     ],
 )
 def test_build_params_names_the_first_bad_value(values: dict[str, str], message: str) -> None:
