@@ -1,5 +1,6 @@
 {#
-    The report's optional tables, which the CRM or an analyst fills; reports work without them.
+    The report's optional tables (per-stage limits, snoozed deals, the tenants' working calendars
+    and holidays), which the CRM or an analyst fills; reports work without them.
     `dbt run-operation deal_aging_create_optional_tables` (or `deal_aging_setup` with
     `--args '{optional_tables: true}'`, or `python -m runner setup --optional-tables`) creates
     every missing one; none is ever dropped or altered.
@@ -15,6 +16,19 @@
         snoozed_by text,
         created_at timestamptz not null default now(),
         primary key (tenant_id, deal_id)
+    ") %}
+    {# The working week of business-day aging: ISO day numbers, 1 = Monday. #}
+    {% do deal_aging_create_optional_table('deal_aging_tenant_calendar', "
+        tenant_id uuid primary key,
+        time_zone text not null default 'UTC',
+        weekend_days smallint[] not null default '{6,7}'
+            constraint ck_tenant_calendar_weekend_days check (weekend_days <@ '{1,2,3,4,5,6,7}')
+    ") %}
+    {% do deal_aging_create_optional_table('deal_aging_holiday', "
+        tenant_id uuid not null,
+        holiday_date date not null,
+        name text,
+        primary key (tenant_id, holiday_date)
     ") %}
 {% endmacro %}
 

@@ -189,6 +189,11 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         help="honor: a deal snoozed past the as-of instant is not at risk (default ignore)",
     )
     parser.add_argument(
+        "--aging-calendar",
+        metavar="calendar|business",
+        help="business: ages and limits in the tenant's working days (default calendar)",
+    )
+    parser.add_argument(
         "--source-schema", metavar="NAME", help="schema of the CRM tables (default dyno_crm)"
     )
     parser.add_argument(
@@ -269,6 +274,7 @@ def run_requests(args: argparse.Namespace) -> list[RunRequest]:
         stage_id=args.stage_id,
         breakdown=args.breakdown,
         snoozes=args.snoozes,
+        aging_calendar=args.aging_calendar,
     )
     crm = source_schema(args) or DEFAULT_SOURCE_SCHEMA
     timeouts = timeouts_of(args)

@@ -193,6 +193,8 @@ def parameters_in_words(run: dict[str, Any], pipeline_names: dict[str, str]) -> 
         words.append(f"deals of {kind} {params.get('principal_id')} only")
     if params.get("breakdown") == "owner":
         words.append("broken down by owner")
+    if params.get("aging_calendar") == "business":
+        words.append("days are the tenant's working days, in its time zone")
     if params.get("snoozes") == "honor":
         words.append("a deal snoozed past the as-of instant is not at risk (listed apart)")
     return words

@@ -21,6 +21,7 @@ runs_of_this_invocation as (
         stage_id,
         breakdown,
         snoozes,
+        aging_calendar,
         generated_at
 
     from report_runs

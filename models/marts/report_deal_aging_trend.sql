@@ -37,7 +37,8 @@ succeeded_runs as (
                 principal_type,
                 principal_id,
                 breakdown,
-                snoozes
+                snoozes,
+                aging_calendar
             order by generated_at, run_id
         ) as previous_run_id
 

@@ -11,7 +11,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from runner.domain.params import SNOOZES
+from runner.domain.params import AGING_CALENDARS, SNOOZES
 from runner.domain.runs import REPORT_TYPE
 from runner.store.tables import Tables, table_exists
 
@@ -167,6 +167,7 @@ _COMPARABLE_PARAMS: tuple[tuple[str, str, str | None], ...] = (
     ("principal_id", "uuid", None),
     ("breakdown", "text", None),
     ("snoozes", "text", SNOOZES[0]),
+    ("aging_calendar", "text", AGING_CALENDARS[0]),
 )
 
 

@@ -47,9 +47,18 @@ def _crm_reader(role: str, sources_why: str = "the report's sources") -> tuple[G
     )
 
 
+OPTIONAL_TABLES = (
+    "deal_aging_stage_threshold",
+    "deal_aging_snooze",
+    "deal_aging_tenant_calendar",
+    "deal_aging_holiday",
+)
+
+
 def _report_writer(role: str, header_privileges: str, header_why: str) -> tuple[Grant, ...]:
     """What every role that computes runs needs on the report's own tables."""
     run_keyed = ", ".join(f':"report_schema".{table}' for table in RUN_KEYED_TABLES)
+    optional = ", ".join(f':"report_schema".{table}' for table in OPTIONAL_TABLES)
     return (
         Grant("reach the report's tables", f'grant usage on schema :"report_schema" to :"{role}";'),
         Grant(
@@ -65,9 +74,9 @@ def _report_writer(role: str, header_privileges: str, header_why: str) -> tuple[
             f'grant select on :"report_schema".deal_aging_migration to :"{role}";',
         ),
         Grant(
-            "the optional per-stage limits and snoozed deals (only once the tables exist)",
-            'grant select on :"report_schema".deal_aging_stage_threshold,'
-            f' :"report_schema".deal_aging_snooze to :"{role}";',
+            "the optional per-stage limits, snoozed deals, working calendars and holidays (only"
+            " once the tables exist)",
+            f'grant select on {optional} to :"{role}";',
         ),
     )
 

@@ -250,6 +250,7 @@ def test_parameters_in_words():
                 "principal_type": "GROUP",
                 "principal_id": "g-1",
                 "snoozes": "honor",
+                "aging_calendar": "business",
             },
         ),
         {"p-1": "New Business"},
@@ -261,6 +262,7 @@ def test_parameters_in_words():
         "deals that entered their stage before 2026-02-28 00:00:00 UTC",
         "pipeline New Business only",
         "deals of group g-1 only",
+        "days are the tenant's working days, in its time zone",
         "a deal snoozed past the as-of instant is not at risk (listed apart)",
     ]
 
