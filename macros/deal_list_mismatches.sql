@@ -1,6 +1,7 @@
 {#
     The (run, pipeline, stage, principal) rows where a run's deal list does not add up to its
-    facts: as many at-risk deals and the same amount (a null amount counts 0). With
+    facts: as many at-risk deals and the same amount (a null amount counts 0), and as many snoozed
+    deals. With
     `run_ids_sql` (a query of run ids) only those runs are compared, and a run with at-risk facts
     but no deal row is a mismatch; without it every run that has a deal row is compared (runs
     computed before the deal list existed have none).
@@ -16,8 +17,9 @@
             stage_id,
             principal_type,
             principal_id,
-            count(*) as at_risk_deal_count,
-            sum(coalesce(amount, 0)) as at_risk_amount
+            count(*) filter (where not is_snoozed) as at_risk_deal_count,
+            coalesce(sum(amount) filter (where not is_snoozed), 0) as at_risk_amount,
+            count(*) filter (where is_snoozed) as snoozed_deal_count
 
         from {{ deals }}
 
@@ -43,12 +45,13 @@
             principal_type,
             principal_id,
             at_risk_deal_count,
-            at_risk_amount
+            at_risk_amount,
+            snoozed_deal_count
 
         from {{ facts }}
 
         where
-            at_risk_deal_count > 0
+            (at_risk_deal_count > 0 or snoozed_deal_count > 0)
             {% if run_ids_sql %}
             and run_id in ({{ run_ids_sql }})
             {% else %}
@@ -62,6 +65,8 @@
         deals_per_fact_row.at_risk_deal_count as deal_list_count,
         at_risk_fact_rows.at_risk_amount as fact_amount,
         deals_per_fact_row.at_risk_amount as deal_list_amount,
+        at_risk_fact_rows.snoozed_deal_count as fact_snoozed_count,
+        deals_per_fact_row.snoozed_deal_count as deal_list_snoozed_count,
         coalesce(at_risk_fact_rows.run_id, deals_per_fact_row.run_id) as run_id,
         coalesce(at_risk_fact_rows.pipeline_id, deals_per_fact_row.pipeline_id) as pipeline_id,
         coalesce(at_risk_fact_rows.stage_id, deals_per_fact_row.stage_id) as stage_id
@@ -79,4 +84,5 @@
     where
         at_risk_fact_rows.at_risk_deal_count is distinct from deals_per_fact_row.at_risk_deal_count
         or at_risk_fact_rows.at_risk_amount is distinct from deals_per_fact_row.at_risk_amount
+        or at_risk_fact_rows.snoozed_deal_count is distinct from deals_per_fact_row.snoozed_deal_count
 {% endmacro %}

@@ -37,6 +37,8 @@
             'principal_id': deal_aging_uuid('principal_id', params.get('principal_id')),
             'stage_id': deal_aging_uuid('stage_id', params.get('stage_id')),
             'breakdown': deal_aging_breakdown('breakdown', params.get('breakdown')),
+            'snoozes': deal_aging_snoozes('snoozes', params.get('snoozes')),
+            'aging_calendar': deal_aging_aging_calendar('aging_calendar', params.get('aging_calendar')),
             'generated_at': deal_aging_timestamp('generated_at', row[2]),
         }) %}
     {% endfor %}
@@ -60,7 +62,8 @@
 
 {#
     The parameters every run of this invocation shares, as SQL literals, by name; `tenant_ids`,
-    the runs' tenants; and `run_ids`, the runs themselves. int_deal_aging_current_deals writes them into its filters in place of the
+    the runs' tenants; `run_ids`, the runs themselves; and `aging_calendars`, the clocks they age
+    deals by. int_deal_aging_current_deals writes them into its filters in place of the
     runs' columns, so PostgreSQL plans a run with its parameters as constants, as it plans the
     design's reference query; from the runs' columns alone the row estimates collapse
     (docs/decisions/plan-constants.md).
@@ -93,5 +96,7 @@
     {% endfor %}
     {% set tenants = runs | map(attribute='tenant_id') | unique | list %}
     {% do constants.update({'tenant_ids': tenants, 'run_ids': runs | map(attribute='run_id') | list}) %}
+    {# Which clocks the runs age deals by: the working-day clock is built only when one needs it. #}
+    {% do constants.update({'aging_calendars': runs | map(attribute='aging_calendar') | unique | list}) %}
     {{ return(constants) }}
 {% endmacro %}

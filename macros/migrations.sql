@@ -9,6 +9,7 @@
     {{ return([
         {'version': 1, 'name': 'report_run: the header table, or the columns, indexes and trigger this report adds to it'},
         {'version': 2, 'name': 'report_deal_aging_fact: no at_risk_amount <= total_amount check, negative amounts are counted'},
+        {'version': 3, 'name': 'snoozed deals: report_deal_aging_fact.snoozed_deal_count; report_deal_aging_deal.is_snoozed, snoozed_until, snooze_reason'},
     ]) }}
 {% endmacro %}
 
@@ -51,15 +52,43 @@
                 {% do adapter.commit() %}
             {% endif %}
         {% endif %}
+    {% elif version == 3 %}
+        {% do deal_aging_add_columns('report_deal_aging_fact', [
+            'snoozed_deal_count bigint not null default 0',
+        ]) %}
+        {% do deal_aging_add_columns('report_deal_aging_deal', [
+            'is_snoozed boolean not null default false',
+            'snoozed_until timestamptz',
+            'snooze_reason text',
+        ]) %}
+    {% endif %}
+{% endmacro %}
+
+
+{# New columns of a run-keyed table built before them; a table not built yet gets them from its model. #}
+{% macro deal_aging_add_columns(identifier, columns) %}
+    {% set table = adapter.get_relation(
+        database=target.database, schema=deal_aging_report_run_relation().schema, identifier=identifier
+    ) %}
+    {% if table is not none %}
+        {% call statement('deal_aging_add_columns') %}
+            {{ deal_aging_set_timeouts() }}
+            alter table {{ table }}
+            {%- for column in columns %}
+                add column if not exists {{ column }}{{ ',' if not loop.last }}
+            {%- endfor %}
+        {% endcall %}
+        {% do adapter.commit() %}
     {% endif %}
 {% endmacro %}
 
 
 {#
-    Applies the pending migrations in order, one at a time, recording each as it completes.
+    Applies the pending migrations in order, one at a time, recording each as it completes, then,
+    with optional_tables, creates the optional tables that are missing.
     Setups from several processes take turns on a session-level advisory lock.
 #}
-{% macro deal_aging_setup() %}
+{% macro deal_aging_setup(optional_tables=false) %}
     {% set recorded = deal_aging_migration_relation() %}
     {% do run_query("select pg_advisory_lock(hashtext('deal_aging.migrations'))") %}
     {% if not adapter.check_schema_exists(recorded.database, recorded.schema) %}
@@ -85,5 +114,8 @@
         {% do adapter.commit() %}
         {% do log('deal_aging migration ' ~ migration.version ~ ' applied: ' ~ migration.name, info=true) %}
     {% endfor %}
+    {% if optional_tables %}
+        {% do deal_aging_create_optional_tables() %}
+    {% endif %}
     {% do run_query("select pg_advisory_unlock(hashtext('deal_aging.migrations'))") %}
 {% endmacro %}

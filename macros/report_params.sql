@@ -12,7 +12,7 @@
 {% macro deal_aging_var_names() %}
     {{ return([
         'source_schema', 'tenant_id', 'threshold_days', 'cycle_threshold_days', 'period_start',
-        'period_end', 'pipeline_id', 'stage_id', 'principal_type', 'principal_id', 'breakdown', 'run_id',
+        'period_end', 'pipeline_id', 'stage_id', 'principal_type', 'principal_id', 'breakdown', 'snoozes', 'aging_calendar', 'run_id',
         'lock_timeout_seconds', 'statement_timeout_seconds',
     ]) }}
 {% endmacro %}
@@ -169,6 +169,28 @@
 {% endmacro %}
 
 
+{# One of a few words, case-insensitive; nothing given is the first, the default. #}
+{% macro deal_aging_choice(name, value, choices) %}
+    {% if value is none or value == '' %}
+        {{ return(choices[0]) }}
+    {% endif %}
+    {% if value is not string or (value | lower) not in choices %}
+        {% do deal_aging_invalid_var(name, choices | join(' or '), value) %}
+    {% endif %}
+    {{ return(value | lower) }}
+{% endmacro %}
+
+
+{% macro deal_aging_snoozes(name, value) %}
+    {{ return(deal_aging_choice(name, value, ['ignore', 'honor'])) }}
+{% endmacro %}
+
+
+{% macro deal_aging_aging_calendar(name, value) %}
+    {{ return(deal_aging_choice(name, value, ['calendar', 'business'])) }}
+{% endmacro %}
+
+
 {% macro deal_aging_schema_name(name, value) %}
     {% if value is not string or not modules.re.fullmatch('[A-Za-z_][A-Za-z0-9_]{0,62}', value) %}
         {% do deal_aging_invalid_var(name, 'a plain schema name (letters, digits, underscores)', value) %}
@@ -194,6 +216,8 @@
         'principal_type': deal_aging_principal_type('principal_type', deal_aging_var('principal_type')),
         'principal_id': deal_aging_uuid('principal_id', deal_aging_var('principal_id')),
         'breakdown': deal_aging_breakdown('breakdown', deal_aging_var('breakdown')),
+        'snoozes': deal_aging_snoozes('snoozes', deal_aging_var('snoozes')),
+        'aging_calendar': deal_aging_aging_calendar('aging_calendar', deal_aging_var('aging_calendar')),
     } %}
     {% do deal_aging_schema_name('source_schema', deal_aging_var('source_schema')) %}
     {% if params.threshold_days is none %}

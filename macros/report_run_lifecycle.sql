@@ -121,7 +121,8 @@
     {% else %}
         {% set input_params = {'source_schema': deal_aging_var('source_schema')} %}
         {% for name in ['threshold_days', 'cycle_threshold_days', 'period_start', 'period_end',
-                        'pipeline_id', 'principal_type', 'principal_id', 'stage_id', 'breakdown'] %}
+                        'pipeline_id', 'principal_type', 'principal_id', 'stage_id', 'breakdown',
+                        'snoozes', 'aging_calendar'] %}
             {% set value = params[name] %}
             {% do input_params.update({name: value.isoformat() if value is not none and value.isoformat is defined else value}) %}
         {% endfor %}

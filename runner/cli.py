@@ -115,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
         " `worker` do it themselves when something is missing.",
     )
     setup.add_argument("--source-schema", metavar="NAME", help="schema of the CRM tables")
+    setup.add_argument(
+        "--optional-tables",
+        action="store_true",
+        help="also create the optional tables the CRM or an analyst fills (per-stage limits,"
+        " snoozed deals) that are missing",
+    )
     _add_dbt_options(setup)
 
     listing = commands.add_parser("list", help="list recent runs")
@@ -184,6 +190,16 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--principal-id", metavar="UUID")
     parser.add_argument(
         "--breakdown", metavar="owner", help="fact rows per pipeline, stage and owning user"
+    )
+    parser.add_argument(
+        "--snoozes",
+        metavar="ignore|honor",
+        help="honor: a deal snoozed past the as-of instant is not at risk (default ignore)",
+    )
+    parser.add_argument(
+        "--aging-calendar",
+        metavar="calendar|business",
+        help="business: ages and limits in the tenant's working days (default calendar)",
     )
     parser.add_argument(
         "--source-schema", metavar="NAME", help="schema of the CRM tables (default dyno_crm)"
@@ -265,6 +281,8 @@ def run_requests(args: argparse.Namespace) -> list[RunRequest]:
         principal_id=args.principal_id,
         stage_id=args.stage_id,
         breakdown=args.breakdown,
+        snoozes=args.snoozes,
+        aging_calendar=args.aging_calendar,
     )
     crm = source_schema(args) or DEFAULT_SOURCE_SCHEMA
     timeouts = timeouts_of(args)
@@ -401,7 +419,14 @@ def _seconds(option: str, text: str) -> float:
 def cmd_setup(args: argparse.Namespace) -> int:
     tables = Tables.from_environment()
     with connect() as conn:
-        ensure_setup(conn, tables, dbt_settings(args), source_schema(args), upgrade=True)
+        ensure_setup(
+            conn,
+            tables,
+            dbt_settings(args),
+            source_schema(args),
+            upgrade=True,
+            optional_tables=args.optional_tables,
+        )
     print(f"the report's relations are ready in {tables.schema}", file=sys.stderr)
     return 0
 

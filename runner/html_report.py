@@ -120,6 +120,7 @@ class PageData:
     deal_count: int
     history: list[HistoryPoint] = field(default_factory=list)  # earlier runs, latest first
     tenant_name: str | None = None
+    snoozed: list[dict[str, Any]] = field(default_factory=list)  # listed apart, not at risk
 
 
 def load_page(
@@ -136,7 +137,8 @@ def load_page(
         HistoryPoint(row["run_id"], row["generated_at"], Totals.of_history_row(row))
         for row in reports.earlier_comparable_runs(conn, tables, run, TREND_RUNS - 1)
     ]
-    return PageData(run, facts, deals, deal_count, history, tenant_name)
+    snoozed = reports.run_deals(conn, tables, source_schema, run_id, DEAL_ROWS, snoozed=True)
+    return PageData(run, facts, deals, deal_count, history, tenant_name, snoozed)
 
 
 # --- formatting -------------------------------------------------------------------------------
@@ -191,6 +193,10 @@ def parameters_in_words(run: dict[str, Any], pipeline_names: dict[str, str]) -> 
         words.append(f"deals of {kind} {params.get('principal_id')} only")
     if params.get("breakdown") == "owner":
         words.append("broken down by owner")
+    if params.get("aging_calendar") == "business":
+        words.append("days are the tenant's working days, in its time zone")
+    if params.get("snoozes") == "honor":
+        words.append("a deal snoozed past the as-of instant is not at risk (listed apart)")
     return words
 
 
@@ -310,6 +316,23 @@ def deal_rows(deals: Sequence[dict[str, Any]]) -> list[list[str]]:
             _limit_words(d),
             days(d["days_past_limit"]),
             REASONS.get(d["at_risk_reason"], str(d["at_risk_reason"])),
+        ]
+        for d in deals
+    ]
+
+
+def snoozed_rows(deals: Sequence[dict[str, Any]]) -> list[list[str]]:
+    return [
+        [
+            d["deal_name"],
+            d["pipeline_name"] or str(d["pipeline_id"]),
+            d["stage_name"] or str(d["stage_id"]),
+            str(d["owned_by_user_id"]) if d["owned_by_user_id"] else "",
+            amount(d["amount"]),
+            days(d["days_in_stage"]),
+            _limit_words(d),
+            instant(d["snoozed_until"]),
+            d["snooze_reason"] or "",
         ]
         for d in deals
     ]
@@ -617,6 +640,24 @@ gives the stage's limit and the median days deals have been in it.</p>
 {% else %}<p class="note">No deal is at risk.</p>{% endif %}
 </section>
 
+{% if snoozed %}
+<section aria-labelledby="snoozed">
+<h2 id="snoozed">Snoozed deals, past their limit but not at risk</h2>
+<table>
+<caption>{{ snoozed | length | count }} snoozed deal{{ 's' if snoozed | length != 1 }}{% if snoozed | length >= deal_rows %} (the first {{ deal_rows }}){% endif %}, furthest past their limit first</caption>
+<thead><tr><th scope="col">deal</th><th scope="col">pipeline</th><th scope="col">stage</th><th scope="col">owner</th>
+<th class="n" scope="col">amount</th><th class="n" scope="col">days in stage</th><th scope="col">limit (stage / open)</th>
+<th scope="col">snoozed until</th><th scope="col">reason</th></tr></thead>
+<tbody>
+{% for d in snoozed %}
+<tr><td class="deal">{{ d[0] }}</td><td class="nw">{{ d[1] }}</td><td class="nw">{{ d[2] }}</td><td class="id">{{ d[3] }}</td><td class="n">{{ d[4] }}</td>
+<td class="n">{{ d[5] }}</td><td class="nw">{{ d[6] }}</td><td class="nw">{{ d[7] }}</td><td>{{ d[8] }}</td></tr>
+{% endfor %}
+</tbody>
+</table>
+</section>
+{% endif %}
+
 {% if owners %}
 <section aria-labelledby="owners">
 <h2 id="owners">By owner</h2>
@@ -676,6 +717,8 @@ def render_page(data: PageData, written: datetime | None = None) -> str:
         trend_chart=trend_chart(trend) if len(trend) >= 2 and data.facts else None,
         deals=deal_rows(data.deals[:DEAL_ROWS]),
         deal_count=max(data.deal_count, len(data.deals)),
+        snoozed=snoozed_rows(data.snoozed[:DEAL_ROWS]),
+        deal_rows=DEAL_ROWS,
         owners=owners(data.facts) if breakdown else [],
         owner_rows=OWNER_ROWS,
         cycle=(run["input_params"] or {}).get("cycle_threshold_days") is not None,

@@ -166,6 +166,9 @@ def run_header(run: dict[str, Any]) -> str:
 
 
 def deals_table(deals: Sequence[dict[str, Any]]) -> str:
+    """The listed deals; when some are snoozed (not at risk), two more columns say until when
+    and why."""
+    snoozed = any(d.get("is_snoozed") for d in deals)
     headers = [
         "deal",
         "pipeline",
@@ -176,6 +179,7 @@ def deals_table(deals: Sequence[dict[str, Any]]) -> str:
         "limit",
         "why",
         "owner",
+        *(["snoozed until", "snooze reason"] if snoozed else []),
     ]
     rows = [
         [
@@ -188,6 +192,7 @@ def deals_table(deals: Sequence[dict[str, Any]]) -> str:
             d["threshold_days"],
             d["at_risk_reason"],
             d["owned_by_user_id"],
+            *([d.get("snoozed_until"), d.get("snooze_reason")] if snoozed else []),
         ]
         for d in deals
     ]

@@ -20,6 +20,8 @@ final as (
         principal_id,
         stage_id,
         breakdown,
+        snoozes,
+        aging_calendar,
         -- generated_at is fixed once per run and kept in its header, so a rerun computes the same ages.
         coalesce(period_end, generated_at) as as_of_ts
 

@@ -7,6 +7,8 @@
 {%- set stage_id = constants.get('stage_id', 'runs.stage_id') -%}
 {%- set principal_type = constants.get('principal_type', 'runs.principal_type') -%}
 {%- set principal_id = constants.get('principal_id', 'runs.principal_id') -%}
+{#- The working-day clock is built only when a run of the invocation ages deals by it. -#}
+{%- set business_days = 'business' in constants.get('aging_calendars', ['business']) -%}
 
 with
 
@@ -40,6 +42,24 @@ stage_thresholds as (
 
 ),
 
+deal_snoozes as (
+
+    select * from {{ ref('stg_reporting__deal_snoozes') }}
+
+),
+
+tenant_calendars as (
+
+    select * from {{ ref('stg_reporting__tenant_calendars') }}
+
+),
+
+holidays as (
+
+    select * from {{ ref('stg_reporting__holidays') }}
+
+),
+
 open_deals_in_scope as (
 
     select
@@ -47,6 +67,7 @@ open_deals_in_scope as (
         runs.tenant_id,
         runs.cycle_threshold_days,
         runs.as_of_ts,
+        runs.aging_calendar,
         deals.deal_id,
         deals.deal_name,
         deals.pipeline_id,
@@ -59,6 +80,9 @@ open_deals_in_scope as (
         deal_stage_states.pipeline_stage_id as stage_id,
         deal_stage_states.stage_entered_at,
         pipeline_stages.stage_state,
+        -- Joined only for runs that honor snoozes, and only while the snooze lasts past as-of.
+        deal_snoozes.snoozed_until,
+        deal_snoozes.snooze_reason,
         -- A stage's own limit, where the optional table has one, replaces the run's threshold.
         coalesce(stage_thresholds.threshold_days, runs.threshold_days) as threshold_days,
         -- The fact row's principal: the run's filter, or with the owner breakdown the deal's
@@ -86,6 +110,13 @@ open_deals_in_scope as (
         on
             deal_stage_states.pipeline_stage_id = stage_thresholds.pipeline_stage_id
             and deal_stage_states.tenant_id = stage_thresholds.tenant_id
+
+    left join deal_snoozes
+        on
+            runs.snoozes = 'honor'
+            and deal_stage_states.deal_id = deal_snoozes.deal_id
+            and deal_stage_states.tenant_id = deal_snoozes.tenant_id
+            and runs.as_of_ts < deal_snoozes.snoozed_until
 
     where
         deal_stage_states.is_current
@@ -117,14 +148,161 @@ open_deals_in_scope as (
 
 ),
 
+{% if business_days %}
+
+    business_runs as (
+
+        select
+            runs.run_id,
+            runs.tenant_id,
+            runs.as_of_ts,
+            -- A tenant without a calendar works Monday to Friday in UTC.
+            coalesce(tenant_calendars.time_zone, 'UTC') as time_zone,
+            coalesce(tenant_calendars.weekend_days, '{6,7}') as weekend_days
+
+        from runs
+
+        left join tenant_calendars
+            on runs.tenant_id = tenant_calendars.tenant_id
+
+        where
+            runs.aging_calendar = 'business'
+            and isfinite(runs.as_of_ts)
+
+    ),
+
+    business_spans as (
+
+        -- The clock runs from the earliest local date a deal of the run needs to the as-of date.
+        select
+            business_runs.run_id,
+            cast(business_runs.as_of_ts at time zone business_runs.time_zone as date) as last_day,
+            least(
+                cast(business_runs.as_of_ts at time zone business_runs.time_zone as date),
+                min(cast(open_deals_in_scope.stage_entered_at at time zone business_runs.time_zone as date))
+                filter (where isfinite(open_deals_in_scope.stage_entered_at)),
+                min(cast(open_deals_in_scope.deal_created_at at time zone business_runs.time_zone as date))
+                filter (where isfinite(open_deals_in_scope.deal_created_at))
+            ) as first_day
+
+        from business_runs
+
+        inner join open_deals_in_scope
+            on business_runs.run_id = open_deals_in_scope.run_id
+
+        group by
+            business_runs.run_id,
+            business_runs.as_of_ts,
+            business_runs.time_zone
+
+    ),
+
+    business_days as (
+
+        select
+            business_runs.run_id,
+            cast(calendar_days.local_day as date) as local_date,
+            calendar_days.local_day at time zone business_runs.time_zone as day_start,
+            (calendar_days.local_day + interval '1 day') at time zone business_runs.time_zone as day_end,
+            -- A working day is a local date that is neither a weekend day nor a holiday of the tenant.
+            extract(isodow from calendar_days.local_day) != all(business_runs.weekend_days)
+            and holidays.holiday_date is null as is_working_day
+
+        from business_runs
+
+        inner join business_spans
+            on business_runs.run_id = business_spans.run_id
+
+        cross join
+            lateral generate_series(
+                -- Local dates as timestamps without a zone: the session's time zone never enters.
+                cast(business_spans.first_day as timestamp),
+                cast(business_spans.last_day as timestamp),
+                interval '1 day'
+            ) as calendar_days (local_day)
+
+        left join holidays
+            on
+                business_runs.tenant_id = holidays.tenant_id
+                and cast(calendar_days.local_day as date) = holidays.holiday_date
+
+    ),
+
+    business_clock as (
+
+        select
+            run_id,
+            local_date,
+            day_start,
+            is_working_day,
+            -- The working seconds of the run's clock before this local date: a day is as long as
+            -- the time zone makes it (23 or 25 hours across a daylight-saving change).
+            coalesce(
+                sum(case when is_working_day then extract(epoch from day_end - day_start) end) over (
+                    partition by run_id
+                    order by local_date
+                    rows between unbounded preceding and 1 preceding
+                ),
+                0
+            ) as working_seconds_before
+
+        from business_days
+
+    ),
+
+{% endif %}
+
 aged as (
 
     select
-        *,
-        {{ days_elapsed('stage_entered_at', 'as_of_ts') }} as days_in_stage,
-        {{ days_elapsed('deal_created_at', 'as_of_ts') }} as days_in_cycle
+        open_deals_in_scope.*,
+        {% if business_days %}
+            case
+                when open_deals_in_scope.aging_calendar = 'business'
+                    then {{ business_days_elapsed(
+                        'open_deals_in_scope.stage_entered_at', 'open_deals_in_scope.as_of_ts',
+                        'stage_clock', 'as_of_clock'
+                    ) }}
+                else {{ days_elapsed('open_deals_in_scope.stage_entered_at', 'open_deals_in_scope.as_of_ts') }}
+            end as days_in_stage,
+            case
+                when open_deals_in_scope.aging_calendar = 'business'
+                    then {{ business_days_elapsed(
+                        'open_deals_in_scope.deal_created_at', 'open_deals_in_scope.as_of_ts',
+                        'cycle_clock', 'as_of_clock'
+                    ) }}
+                else {{ days_elapsed('open_deals_in_scope.deal_created_at', 'open_deals_in_scope.as_of_ts') }}
+            end as days_in_cycle
+        {% else %}
+            {{ days_elapsed('open_deals_in_scope.stage_entered_at', 'open_deals_in_scope.as_of_ts') }} as days_in_stage,
+            {{ days_elapsed('open_deals_in_scope.deal_created_at', 'open_deals_in_scope.as_of_ts') }} as days_in_cycle
+        {% endif %}
 
     from open_deals_in_scope
+
+    {% if business_days %}
+
+        left join business_runs
+            on open_deals_in_scope.run_id = business_runs.run_id
+
+        left join business_clock as as_of_clock
+            on
+                business_runs.run_id = as_of_clock.run_id
+                and cast(business_runs.as_of_ts at time zone business_runs.time_zone as date) = as_of_clock.local_date
+
+        left join business_clock as stage_clock
+            on
+                business_runs.run_id = stage_clock.run_id
+                and cast(open_deals_in_scope.stage_entered_at at time zone business_runs.time_zone as date)
+                = stage_clock.local_date
+
+        left join business_clock as cycle_clock
+            on
+                business_runs.run_id = cycle_clock.run_id
+                and cast(open_deals_in_scope.deal_created_at at time zone business_runs.time_zone as date)
+                = cycle_clock.local_date
+
+    {% endif %}
 
 ),
 
@@ -137,6 +315,17 @@ flagged as (
         coalesce(days_in_cycle > cycle_threshold_days, false) as is_cycle_overdue
 
     from aged
+
+),
+
+snoozed as (
+
+    select
+        *,
+        -- A snoozed deal would be at risk but is not: it is listed apart, outside the at-risk counts.
+        (is_stage_overdue or is_cycle_overdue) and snoozed_until is not null as is_snoozed
+
+    from flagged
 
 ),
 
@@ -164,9 +353,12 @@ final as (
         days_in_cycle,
         is_stage_overdue,
         is_cycle_overdue,
-        is_stage_overdue or is_cycle_overdue as is_at_risk
+        is_snoozed,
+        (is_stage_overdue or is_cycle_overdue) and not is_snoozed as is_at_risk,
+        case when is_snoozed then snoozed_until end as snoozed_until,
+        case when is_snoozed then snooze_reason end as snooze_reason
 
-    from flagged
+    from snoozed
 
 )
 

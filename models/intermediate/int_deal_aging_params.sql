@@ -22,6 +22,8 @@ runs_of_this_invocation as (
         principal_id,
         stage_id,
         breakdown,
+        snoozes,
+        aging_calendar,
         generated_at
 
     from report_runs

@@ -36,7 +36,9 @@ succeeded_runs as (
                 stage_id,
                 principal_type,
                 principal_id,
-                breakdown
+                breakdown,
+                snoozes,
+                aging_calendar
             order by generated_at, run_id
         ) as previous_run_id
 

@@ -98,15 +98,17 @@ def run_setup(
     source_schema: str | None,
     timeouts: Timeouts,
     manifest: Manifest | None = None,
+    optional_tables: bool = False,
 ) -> DbtOutcome:
-    """Apply the pending migrations, then build every relation of the report (the run-keyed
-    tables, the views) computing no run."""
+    """Apply the pending migrations (and create the missing optional tables when asked), then
+    build every relation of the report (the run-keyed tables, the views) computing no run."""
     with _environment(timeouts.dbt_environment()):
         migrated = _outcome(
             _invoke(
                 [
                     "run-operation",
                     "deal_aging_setup",
+                    *(["--args", "{optional_tables: true}"] if optional_tables else []),
                     *settings.common_args(),
                     *_vars(source_schema),
                 ],

@@ -14,6 +14,9 @@ from runner.domain.errors import BadInput
 T = TypeVar("T")
 PRINCIPAL_TYPES = ("USER", "GROUP")
 BREAKDOWNS = ("owner",)
+# The default first, as deal_aging_snoozes and deal_aging_aging_calendar have them.
+SNOOZES = ("ignore", "honor")
+AGING_CALENDARS = ("calendar", "business")
 # PostgreSQL's largest integer: day counts are stored as integer, and counts are compared with one.
 MAX_INTEGER = 2_147_483_647
 # Years as written: on every zone offset (up to ±14:00) the instant still converts to UTC within
@@ -36,6 +39,8 @@ class ReportParams:
     principal_id: UUID | None = None
     stage_id: UUID | None = None
     breakdown: str | None = None
+    snoozes: str = SNOOZES[0]
+    aging_calendar: str = AGING_CALENDARS[0]
 
     def input_params(self) -> dict[str, Any]:
         """The header's input_params: the reference query's names, in the form dbt's hook writes."""
@@ -49,6 +54,8 @@ class ReportParams:
             "principal_id": _text(self.principal_id),
             "stage_id": _text(self.stage_id),
             "breakdown": self.breakdown,
+            "snoozes": self.snoozes,
+            "aging_calendar": self.aging_calendar,
         }
 
 
@@ -116,6 +123,21 @@ def parse_breakdown(option: str, text: str) -> str:
     return text.lower()
 
 
+def parse_choice(option: str, text: str, choices: tuple[str, ...]) -> str:
+    """One of a few words, in any case; returned lower-cased."""
+    if text.lower() not in choices:
+        raise BadInput(f"{option}: expected {' or '.join(choices)}, got {text!r}")
+    return text.lower()
+
+
+def parse_snoozes(option: str, text: str) -> str:
+    return parse_choice(option, text, SNOOZES)
+
+
+def parse_aging_calendar(option: str, text: str) -> str:
+    return parse_choice(option, text, AGING_CALENDARS)
+
+
 def build_params(
     *,
     threshold_days: str,
@@ -127,6 +149,8 @@ def build_params(
     principal_id: str | None = None,
     stage_id: str | None = None,
     breakdown: str | None = None,
+    snoozes: str | None = None,
+    aging_calendar: str | None = None,
 ) -> ReportParams:
     """Validate the command-line values of a run; raises BadInput naming the first bad one."""
     params = ReportParams(
@@ -141,6 +165,9 @@ def build_params(
         principal_id=optional(parse_uuid, "--principal-id", principal_id),
         stage_id=optional(parse_uuid, "--stage-id", stage_id),
         breakdown=optional(parse_breakdown, "--breakdown", breakdown),
+        snoozes=optional(parse_snoozes, "--snoozes", snoozes) or SNOOZES[0],
+        aging_calendar=optional(parse_aging_calendar, "--aging-calendar", aging_calendar)
+        or AGING_CALENDARS[0],
     )
     if (params.principal_type is None) != (params.principal_id is None):
         raise BadInput("--principal-type and --principal-id: give both or neither")

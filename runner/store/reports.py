@@ -11,6 +11,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from runner.domain.params import AGING_CALENDARS, SNOOZES
 from runner.domain.runs import REPORT_TYPE
 from runner.store.tables import Tables, table_exists
 
@@ -79,9 +80,11 @@ def run_deals(
     source_schema: str,
     run_id: UUID,
     limit: int | None = None,
+    snoozed: bool | None = None,
 ) -> list[dict[str, Any]]:
-    """The run's at-risk deals, worst first: furthest past the limit that applies to them; the
-    first `limit` of them when it is given."""
+    """The run's listed deals, worst first: the at-risk ones furthest past the limit that applies
+    to them, then the snoozed ones (only one kind when `snoozed` says which); the first `limit` of
+    them when it is given."""
     return _named_run_rows(
         conn,
         tables,
@@ -92,8 +95,9 @@ def run_deals(
             ", greatest(r.days_in_stage - r.threshold_days,"
             " r.days_in_cycle - r.cycle_threshold_days) as days_past_limit"
         ),
-        order_by=sql.SQL("days_past_limit desc, r.amount desc nulls last, r.deal_id"),
+        order_by=sql.SQL("r.is_snoozed, days_past_limit desc, r.amount desc nulls last, r.deal_id"),
         limit=limit,
+        snoozed=snoozed,
     )
 
 
@@ -106,8 +110,10 @@ def _named_run_rows(
     extra_columns: sql.SQL,
     order_by: sql.SQL,
     limit: int | None = None,
+    snoozed: bool | None = None,
 ) -> list[dict[str, Any]]:
-    """A run's rows of one of its tables, with the pipeline and stage names the CRM has now."""
+    """A run's rows of one of its tables, with the pipeline and stage names the CRM has now; of
+    the deal list, only its snoozed rows or only the others when `snoozed` says so."""
     if not table_exists(conn, tables, table):
         return []
     crm = Tables(source_schema)
@@ -118,16 +124,17 @@ def _named_run_rows(
                 " from {} r"
                 " left join {} p on p.id = r.pipeline_id and p.tenant_id = r.tenant_id"
                 " left join {} s on s.id = r.stage_id and s.tenant_id = r.tenant_id"
-                " where r.run_id = %s order by {}{}"
+                " where r.run_id = %s{} order by {}{}"
             ).format(
                 extra_columns,
                 tables.ident(table),
                 crm.ident("pipeline"),
                 crm.ident("pipeline_stage"),
+                sql.SQL("") if snoozed is None else sql.SQL(" and r.is_snoozed = %s"),
                 order_by,
                 sql.SQL("") if limit is None else sql.SQL(" limit {}").format(sql.Literal(limit)),
             ),
-            (run_id,),
+            (run_id,) if snoozed is None else (run_id, snoozed),
         ).fetchall()
 
 
@@ -135,12 +142,12 @@ def run_deals_worst(
     conn: psycopg.Connection, tables: Tables, source_schema: str, run_id: UUID, limit: int
 ) -> tuple[list[dict[str, Any]], int]:
     """The run's `limit` at-risk deals furthest past their limit (as `run_deals` orders them),
-    and how many deals the run lists in all."""
-    worst = run_deals(conn, tables, source_schema, run_id, limit)
+    and how many at-risk deals the run lists in all (its snoozed deals are not at risk)."""
+    worst = run_deals(conn, tables, source_schema, run_id, limit, snoozed=False)
     if len(worst) < limit:
         return worst, len(worst)
     total = conn.execute(
-        sql.SQL("select count(*) from {} where run_id = %s").format(
+        sql.SQL("select count(*) from {} where run_id = %s and not is_snoozed").format(
             tables.ident("report_deal_aging_deal")
         ),
         (run_id,),
@@ -150,14 +157,17 @@ def run_deals_worst(
 
 # What makes two runs comparable (report_deal_aging_trend's rule): everything they were asked is
 # the same, bar when. The periods are the header's columns, the rest its input_params.
-_COMPARABLE_PARAMS = (
-    ("threshold_days", "integer"),
-    ("cycle_threshold_days", "integer"),
-    ("pipeline_id", "uuid"),
-    ("stage_id", "uuid"),
-    ("principal_type", "text"),
-    ("principal_id", "uuid"),
-    ("breakdown", "text"),
+# A parameter added later has its default in the headers written before it.
+_COMPARABLE_PARAMS: tuple[tuple[str, str, str | None], ...] = (
+    ("threshold_days", "integer", None),
+    ("cycle_threshold_days", "integer", None),
+    ("pipeline_id", "uuid", None),
+    ("stage_id", "uuid", None),
+    ("principal_type", "text", None),
+    ("principal_id", "uuid", None),
+    ("breakdown", "text", None),
+    ("snoozes", "text", SNOOZES[0]),
+    ("aging_calendar", "text", AGING_CALENDARS[0]),
 )
 
 
@@ -170,10 +180,10 @@ def earlier_comparable_runs(
         return []
     same_params = sql.SQL(" and ").join(
         sql.SQL(
-            "cast(r.input_params ->> {key} as {type})"
-            " is not distinct from cast(%(params)s::jsonb ->> {key} as {type})"
-        ).format(key=sql.Literal(key), type=sql.SQL(type_))
-        for key, type_ in _COMPARABLE_PARAMS
+            "cast(coalesce(r.input_params ->> {key}, {default}) as {type}) is not distinct from"
+            " cast(coalesce(%(params)s::jsonb ->> {key}, {default}) as {type})"
+        ).format(key=sql.Literal(key), default=sql.Literal(default), type=sql.SQL(type_))
+        for key, type_, default in _COMPARABLE_PARAMS
     )
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(

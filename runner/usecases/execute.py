@@ -35,10 +35,12 @@ def ensure_setup(
     manifest: Manifest | None = None,
     upgrade: bool = False,
     timeouts: Timeouts | None = None,
+    optional_tables: bool = False,
 ) -> None:
     """Every relation of the report exists before a run is opened. Runners that find one missing
     take turns building them, so concurrent first runs never race on the same DDL. With upgrade,
-    the setup runs even when everything exists, to bring it up to this version."""
+    the setup runs even when everything exists, to bring it up to this version; with
+    optional_tables, it also creates the missing optional tables."""
     ready = setup_is_complete(conn, tables)
     conn.commit()
     if ready and not upgrade:
@@ -50,7 +52,7 @@ def ensure_setup(
                 return
             log.info("building the report's tables and views in %s", tables.schema)
             outcome = invocation.run_setup(
-                dbt, source_schema, timeouts or Timeouts.defaults(), manifest
+                dbt, source_schema, timeouts or Timeouts.defaults(), manifest, optional_tables
             )
     except psycopg.errors.LockNotAvailable:
         raise RunnerError(

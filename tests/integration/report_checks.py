@@ -92,7 +92,10 @@ def oracle_rows(db: psycopg.Connection, run: dict[str, Any]) -> list[tuple]:
     params["now"] = run["generated_at"]
     with db.transaction():
         db.execute(f"create temp table oracle (like {FACT_TABLE}) on commit drop")
-        db.execute("alter table oracle alter run_id drop not null, alter tenant_id drop not null")
+        db.execute(
+            "alter table oracle alter run_id drop not null, alter tenant_id drop not null,"
+            " alter snoozed_deal_count drop not null"
+        )
         db.execute(f"insert into oracle ({FACT_COLUMNS}) {REFERENCE_QUERY}", params)
         return db.execute(f"select {FACT_COLUMNS} from oracle order by {ORDER}").fetchall()
 

@@ -123,6 +123,8 @@ def test_header_records_parameters_and_period(dbt, db, ids):
         "principal_id": ids.owner_group_id,
         "stage_id": None,
         "breakdown": None,
+        "snoozes": "ignore",
+        "aging_calendar": "calendar",
     }
     assert run["period_start"].isoformat() == "2026-01-01T00:00:00+00:00"
     assert (

@@ -47,9 +47,18 @@ def _crm_reader(role: str, sources_why: str = "the report's sources") -> tuple[G
     )
 
 
+OPTIONAL_TABLES = (
+    "deal_aging_stage_threshold",
+    "deal_aging_snooze",
+    "deal_aging_tenant_calendar",
+    "deal_aging_holiday",
+)
+
+
 def _report_writer(role: str, header_privileges: str, header_why: str) -> tuple[Grant, ...]:
     """What every role that computes runs needs on the report's own tables."""
     run_keyed = ", ".join(f':"report_schema".{table}' for table in RUN_KEYED_TABLES)
+    optional = ", ".join(f':"report_schema".{table}' for table in OPTIONAL_TABLES)
     return (
         Grant("reach the report's tables", f'grant usage on schema :"report_schema" to :"{role}";'),
         Grant(
@@ -65,8 +74,9 @@ def _report_writer(role: str, header_privileges: str, header_why: str) -> tuple[
             f'grant select on :"report_schema".deal_aging_migration to :"{role}";',
         ),
         Grant(
-            "the per-stage limits (only once the optional table exists)",
-            f'grant select on :"report_schema".deal_aging_stage_threshold to :"{role}";',
+            "the optional per-stage limits, snoozed deals, working calendars and holidays (only"
+            " once the tables exist)",
+            f'grant select on {optional} to :"{role}";',
         ),
     )
 
@@ -297,12 +307,12 @@ def runner_as(roles: Roles, role: str, *args: str) -> subprocess.CompletedProces
 @pytest.fixture(scope="module")
 def deployed(roles: Roles) -> Roles:
     """The owner's setup and first `dbt run` build the report in its schema and creates the optional
-    per-stage table; the other roles get their grants on what it built."""
+    tables; the other roles get their grants on what it built."""
     setup = dbt_as(roles, "owner", "run-operation", "deal_aging_setup")
     assert setup.returncode == 0, setup.stdout
     first = dbt_as(roles, "owner", "run", "--vars", "{threshold_days: 30}")
     assert first.returncode == 0, first.stdout
-    table = dbt_as(roles, "owner", "run-operation", "deal_aging_create_stage_threshold_table")
+    table = dbt_as(roles, "owner", "run-operation", "deal_aging_create_optional_tables")
     assert table.returncode == 0, table.stdout
     with connect(roles.dbname, autocommit=True) as admin:
         for role in GRANTS.keys() - {"owner"}:

@@ -161,6 +161,21 @@ def test_a_short_deal_list_is_listed_whole():
     assert html.index("Acme") < html.index("Initech")
 
 
+def test_snoozed_deals_are_a_table_of_their_own_with_until_when_and_why():
+    snoozed = deal(HOSTILE, 20) | {
+        "snoozed_until": datetime(2026, 2, 15, tzinfo=UTC),
+        "snooze_reason": "Waiting for <b>budget</b>",
+    }
+
+    html = page(snoozed=[snoozed])
+
+    section = html[html.index('id="snoozed"') :]
+    assert "1 snoozed deal," in section
+    assert "2026-02-15 00:00:00 UTC" in section
+    assert "Waiting for &lt;b&gt;budget&lt;/b&gt;" in section and "<b>" not in html
+    assert 'id="snoozed"' not in page()
+
+
 def test_headline_figures_and_their_change_since_the_previous_run():
     previous = Totals(
         open_deals=20, at_risk_deals=15, at_risk_amount=Decimal(15000), total_amount=Decimal(20000)
@@ -234,6 +249,8 @@ def test_parameters_in_words():
                 "pipeline_id": "p-1",
                 "principal_type": "GROUP",
                 "principal_id": "g-1",
+                "snoozes": "honor",
+                "aging_calendar": "business",
             },
         ),
         {"p-1": "New Business"},
@@ -245,6 +262,8 @@ def test_parameters_in_words():
         "deals that entered their stage before 2026-02-28 00:00:00 UTC",
         "pipeline New Business only",
         "deals of group g-1 only",
+        "days are the tenant's working days, in its time zone",
+        "a deal snoozed past the as-of instant is not at risk (listed apart)",
     ]
 
 

@@ -111,6 +111,17 @@ def test_principal_type_refuses_others() -> None:
         parse_principal_type("--principal-type", "TEAM")
 
 
+def test_snoozes_are_ignored_unless_honored_in_any_case() -> None:
+    assert build_params(threshold_days="30").snoozes == "ignore"
+    assert build_params(threshold_days="30", snoozes="Honor").input_params()["snoozes"] == "honor"
+
+
+def test_aging_is_in_calendar_days_unless_business_days_are_asked() -> None:
+    assert build_params(threshold_days="30").aging_calendar == "calendar"
+    business = build_params(threshold_days="30", aging_calendar="BUSINESS")
+    assert business.input_params()["aging_calendar"] == "business"
+
+
 def test_breakdown_is_owner_or_nothing() -> None:
     assert parse_breakdown("--breakdown", "Owner") == "owner"
     with pytest.raises(BadInput, match="expected owner"):
@@ -169,6 +180,8 @@ def test_build_params_validates_and_converts_every_value() -> None:
         "principal_id": UUID_TEXT,
         "stage_id": None,
         "breakdown": None,
+        "snoozes": "ignore",
+        "aging_calendar": "calendar",
     }
 
 
@@ -191,6 +204,8 @@ def test_build_params_validates_and_converts_every_value() -> None:
         ),
         ({"period_end": "9999-12-31T23:59:59-14:00"}, "--period-end: expected a timestamp"),
         ({"cycle_threshold_days": "-1"}, "--cycle-threshold-days: expected a whole number"),
+        ({"snoozes": "on"}, "--snoozes: expected ignore or honor, got 'on'"),
+        ({"aging_calendar": "work"}, "--aging-calendar: expected calendar or business, got 'work'"),
     ],
 )
 def test_build_params_names_the_first_bad_value(values: dict[str, str], message: str) -> None:

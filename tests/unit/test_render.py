@@ -102,6 +102,16 @@ def test_a_deal_name_with_escapes_stays_in_its_cell() -> None:
     assert lines[2].index("New Business") == len(rule[0]) + 2
 
 
+def test_snoozed_deals_say_until_when_and_why() -> None:
+    snoozed = deal(is_snoozed=True, snoozed_until=datetime(2026, 2, 1, tzinfo=UTC))
+    lines = render.deals_table([deal(), snoozed | {"snooze_reason": "Budget\tfreeze"}]).split("\n")
+
+    assert lines[0].split()[-4:] == ["snoozed", "until", "snooze", "reason"]
+    assert lines[3].split()[-3:] == ["2026-02-01", "00:00:00+0000", "Budget\\tfreeze"]
+    assert lines[2].split()[-1] == str(UUID(int=3))
+    assert "snoozed" not in render.deals_table([deal()])
+
+
 def test_facts_table_escapes_pipeline_and_stage_names() -> None:
     lines = render.facts_table([fact(pipeline_name="Pipe\tline", stage_name=EVIL)]).split("\n")
 

@@ -98,6 +98,14 @@ CASES = {
     ],
     ("deal_aging_principal_type", params.parse_principal_type): ["USER", "group", "ROLE", ""],
     ("deal_aging_breakdown", params.parse_breakdown): ["owner", "OWNER", "region"],
+    ("deal_aging_snoozes", params.parse_snoozes): ["ignore", "HONOR", "Honor", "on", "snooze"],
+    ("deal_aging_aging_calendar", params.parse_aging_calendar): [
+        "calendar",
+        "Business",
+        "BUSINESS",
+        "working",
+        "business days",
+    ],
     ("deal_aging_schema_name", params.parse_schema_name): [
         "dyno_crm",
         "_x1",

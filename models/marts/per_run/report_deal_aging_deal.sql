@@ -6,7 +6,7 @@ current_deals as (
 
 ),
 
-at_risk_deals as (
+listed_deals as (
 
     select
         run_id,
@@ -34,12 +34,16 @@ at_risk_deals as (
                 else 'CYCLE'
             end
             as varchar(5)
-        ) as at_risk_reason
+        ) as at_risk_reason,
+        is_snoozed,
+        snoozed_until,
+        cast(snooze_reason as text) as snooze_reason
 
     from current_deals
 
-    where is_at_risk
+    -- Snoozed deals are listed too, marked, outside the at-risk counts.
+    where is_at_risk or is_snoozed
 
 )
 
-select * from at_risk_deals
+select * from listed_deals

@@ -31,7 +31,8 @@ per_stage as (
         avg(days_in_stage) as avg_days_in_stage,
         percentile_cont(0.5) within group (order by days_in_stage) as median_days_in_stage,
         count(*) as total_deal_count,
-        coalesce(sum(amount), 0) as total_amount
+        coalesce(sum(amount), 0) as total_amount,
+        count(*) filter (where is_snoozed) as snoozed_deal_count
 
     from current_deals
 
@@ -64,7 +65,8 @@ final as (
         cast(median_days_in_stage as numeric(10, 2)) as median_days_in_stage,
         total_deal_count,
         cast(total_amount as numeric(20, 2)) as total_amount,
-        cast(cast(at_risk_deal_count as numeric) / total_deal_count as numeric(7, 4)) as percent_at_risk
+        cast(cast(at_risk_deal_count as numeric) / total_deal_count as numeric(7, 4)) as percent_at_risk,
+        snoozed_deal_count
 
     from per_stage
 

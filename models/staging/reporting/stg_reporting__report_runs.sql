@@ -15,6 +15,9 @@ select
     cast(input_params ->> 'stage_id' as uuid) as stage_id,
     cast(input_params ->> 'principal_type' as varchar(5)) as principal_type,
     cast(input_params ->> 'principal_id' as uuid) as principal_id,
-    cast(input_params ->> 'breakdown' as varchar(16)) as breakdown
+    cast(input_params ->> 'breakdown' as varchar(16)) as breakdown,
+    -- Headers written before the parameter existed ran with its default.
+    cast(coalesce(input_params ->> 'snoozes', 'ignore') as varchar(8)) as snoozes,
+    cast(coalesce(input_params ->> 'aging_calendar', 'calendar') as varchar(8)) as aging_calendar
 
 from {{ source('reporting', 'report_run') }}
