@@ -9,6 +9,11 @@ with WITH, and for such SQL the result is plain text: the CTEs go after that key
 whitespace after it, followed by ", ". Anything else (no leading WITH, WITH RECURSIVE) goes to
 dbt's own function, unchanged (docs/decisions/cte-injection.md).
 
+A behavior flag's source without reading source files. dbt-common (1.x) names the module that
+made each flag by walking inspect.stack(), which reads the source of every frame, for every flag
+of every new adapter, and dbt makes one per invocation: a fifth of a warm worker's time outside
+SQL. The frames' module names give the same answer (docs/decisions/behavior-flags.md).
+
 One compilation at a time. The report's two models run on two threads and share their ephemeral
 parents, which both threads would otherwise compile. Compiling is Python work that the GIL
 serializes anyway, so taking turns costs nothing; the models' SQL still runs in parallel
@@ -20,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from functools import cache
@@ -93,6 +99,26 @@ def install() -> None:
             return compile_node(self, *args, **kwargs)
 
     compilation.Compiler.compile_node = compile_node_alone  # type: ignore[method-assign]
+
+    from dbt_common import behavior_flags
+
+    behavior_flags.BehaviorFlagRendered._default_source = staticmethod(  # type: ignore[method-assign]
+        flag_source
+    )
+
+
+def flag_source() -> str:
+    """The module that made a behavior flag: the first caller outside dbt_common.behavior_flags,
+    as dbt-common's _default_source finds it, without inspect.stack()."""
+    from dbt_common import behavior_flags
+
+    frame = sys._getframe(1)
+    while frame is not None:
+        module = frame.f_globals.get("__name__")
+        if module and module != behavior_flags.__name__:
+            return str(module)
+        frame = frame.f_back  # type: ignore[assignment]
+    return "Unknown"
 
 
 def forget_compilation(manifest: Manifest) -> None:

@@ -61,3 +61,23 @@ def test_another_dbt_version_switches_the_patches_off_with_a_warning(
         assert "stay off" in caplog.text
     finally:
         patches.applicable.cache_clear()
+
+
+def _flags_made_here() -> list[str]:
+    from dbt_common.behavior_flags import Behavior
+
+    flags = [{"name": name, "default": False, "description": "d"} for name in ("a", "b")]
+    return [flag._behavior_change_event.flag_source for flag in Behavior(flags, {})._flags]  # type: ignore[arg-type]
+
+
+def test_a_behavior_flags_source_is_its_callers_module_without_reading_source(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import inspect
+
+    def no_stack(*args: object) -> None:
+        raise AssertionError("inspect.stack() reads the source of every frame")
+
+    patches.install()
+    monkeypatch.setattr(inspect, "stack", no_stack)
+    assert _flags_made_here() == [__name__, __name__]
