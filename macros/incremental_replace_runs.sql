@@ -46,10 +46,18 @@
             where {{ runs_in }} and status = 'IN_PROGRESS'
         );
     begin
-        insert into {{ target }} ({{ columns }})
-        select {{ columns }}
-        from {{ arg_dict['temp_relation'] }}
-        where run_id = any(in_progress);
+        -- The filter only when a run failed: a second list of run ids would shrink PostgreSQL's
+        -- estimate of the runs to one (docs/decisions/plan-constants.md).
+        if cardinality(in_progress) = {{ run_ids | length }} then
+            insert into {{ target }} ({{ columns }})
+            select {{ columns }}
+            from {{ arg_dict['temp_relation'] }};
+        else
+            insert into {{ target }} ({{ columns }})
+            select {{ columns }}
+            from {{ arg_dict['temp_relation'] }}
+            where run_id = any(in_progress);
+        end if;
     exception
         when lock_not_available then
             raise;
