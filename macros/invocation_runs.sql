@@ -9,6 +9,11 @@
     ) is none %}
         {{ return([]) }}
     {% endif %}
+    {# Read and validated once per invocation: dbt builds `graph` afresh for each, and the
+       invocation's runs never change during it (docs/decisions/plan-constants.md). #}
+    {% if graph.get('deal_aging_invocation_runs', {}).get('invocation_id') == invocation_id %}
+        {{ return(graph['deal_aging_invocation_runs']['runs']) }}
+    {% endif %}
     {% set query %}
         select
             run_id::text,
@@ -42,6 +47,7 @@
             'generated_at': deal_aging_timestamp('generated_at', row[2]),
         }) %}
     {% endfor %}
+    {% do graph.update({'deal_aging_invocation_runs': {'invocation_id': invocation_id, 'runs': runs}}) %}
     {{ return(runs) }}
 {% endmacro %}
 
