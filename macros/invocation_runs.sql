@@ -44,6 +44,7 @@
             'breakdown': deal_aging_breakdown('breakdown', params.get('breakdown')),
             'snoozes': deal_aging_snoozes('snoozes', params.get('snoozes')),
             'aging_calendar': deal_aging_aging_calendar('aging_calendar', params.get('aging_calendar')),
+            'threshold_mode': deal_aging_threshold_mode('threshold_mode', params.get('threshold_mode')),
             'generated_at': deal_aging_timestamp('generated_at', row[2]),
         }) %}
     {% endfor %}
@@ -68,8 +69,9 @@
 
 {#
     The parameters every run of this invocation shares, as SQL literals, by name; `tenant_ids`,
-    the runs' tenants; `run_ids`, the runs themselves; and `aging_calendars`, the clocks they age
-    deals by. int_deal_aging_current_deals writes them into its filters in place of the
+    the runs' tenants; `run_ids`, the runs themselves; `aging_calendars`, the clocks they age
+    deals by; and `threshold_modes`, how they set their limits. int_deal_aging_current_deals
+    writes them into its filters in place of the
     runs' columns, so PostgreSQL plans a run with its parameters as constants, as it plans the
     design's reference query; from the runs' columns alone the row estimates collapse
     (docs/decisions/plan-constants.md).
@@ -104,5 +106,7 @@
     {% do constants.update({'tenant_ids': tenants, 'run_ids': runs | map(attribute='run_id') | list}) %}
     {# Which clocks the runs age deals by: the working-day clock is built only when one needs it. #}
     {% do constants.update({'aging_calendars': runs | map(attribute='aging_calendar') | unique | list}) %}
+    {# How they set their limits: the learned limits are joined only when one learns them. #}
+    {% do constants.update({'threshold_modes': runs | map(attribute='threshold_mode') | unique | list}) %}
     {{ return(constants) }}
 {% endmacro %}

@@ -10,6 +10,7 @@
         {'version': 1, 'name': 'report_run: the header table, or the columns, indexes and trigger this report adds to it'},
         {'version': 2, 'name': 'report_deal_aging_fact: no at_risk_amount <= total_amount check, negative amounts are counted'},
         {'version': 3, 'name': 'snoozed deals: report_deal_aging_fact.snoozed_deal_count; report_deal_aging_deal.is_snoozed, snoozed_until, snooze_reason'},
+        {'version': 4, 'name': 'limits learned from history: report_deal_aging_deal.cumulative_days_in_stage'},
     ]) }}
 {% endmacro %}
 
@@ -61,6 +62,8 @@
             'snoozed_until timestamptz',
             'snooze_reason text',
         ]) %}
+    {% elif version == 4 %}
+        {% do deal_aging_add_columns('report_deal_aging_deal', ['cumulative_days_in_stage numeric(10,2)']) %}
     {% endif %}
 {% endmacro %}
 

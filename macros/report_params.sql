@@ -12,8 +12,8 @@
 {% macro deal_aging_var_names() %}
     {{ return([
         'source_schema', 'tenant_id', 'threshold_days', 'cycle_threshold_days', 'period_start',
-        'period_end', 'pipeline_id', 'stage_id', 'principal_type', 'principal_id', 'breakdown', 'snoozes', 'aging_calendar', 'run_id',
-        'lock_timeout_seconds', 'statement_timeout_seconds',
+        'period_end', 'pipeline_id', 'stage_id', 'principal_type', 'principal_id', 'breakdown', 'run_id',
+        'lock_timeout_seconds', 'statement_timeout_seconds', 'snoozes', 'aging_calendar', 'threshold_mode',
     ]) }}
 {% endmacro %}
 
@@ -191,6 +191,11 @@
 {% endmacro %}
 
 
+{% macro deal_aging_threshold_mode(name, value) %}
+    {{ return(deal_aging_choice(name, value, ['fixed', 'p75', 'p90'])) }}
+{% endmacro %}
+
+
 {% macro deal_aging_schema_name(name, value) %}
     {% if value is not string or not modules.re.fullmatch('[A-Za-z_][A-Za-z0-9_]{0,62}', value) %}
         {% do deal_aging_invalid_var(name, 'a plain schema name (letters, digits, underscores)', value) %}
@@ -218,6 +223,7 @@
         'breakdown': deal_aging_breakdown('breakdown', deal_aging_var('breakdown')),
         'snoozes': deal_aging_snoozes('snoozes', deal_aging_var('snoozes')),
         'aging_calendar': deal_aging_aging_calendar('aging_calendar', deal_aging_var('aging_calendar')),
+        'threshold_mode': deal_aging_threshold_mode('threshold_mode', deal_aging_var('threshold_mode')),
     } %}
     {% do deal_aging_schema_name('source_schema', deal_aging_var('source_schema')) %}
     {% if params.threshold_days is none %}
@@ -231,6 +237,11 @@
     {% if params.breakdown is not none and params.principal_type is not none %}
         {{ exceptions.raise_compiler_error(
             "Invalid vars breakdown and principal_type: a breakdown by owner fills the principal columns itself; give one or the other."
+        ) }}
+    {% endif %}
+    {% if params.threshold_mode != 'fixed' and params.aging_calendar == 'business' %}
+        {{ exceptions.raise_compiler_error(
+            "Invalid vars threshold_mode and aging_calendar: limits learned from history are in calendar days; give one or the other."
         ) }}
     {% endif %}
     {% if params.period_start is not none and params.period_end is not none

@@ -122,7 +122,7 @@
         {% set input_params = {'source_schema': deal_aging_var('source_schema')} %}
         {% for name in ['threshold_days', 'cycle_threshold_days', 'period_start', 'period_end',
                         'pipeline_id', 'principal_type', 'principal_id', 'stage_id', 'breakdown',
-                        'snoozes', 'aging_calendar'] %}
+                        'snoozes', 'aging_calendar', 'threshold_mode'] %}
             {% set value = params[name] %}
             {% do input_params.update({name: value.isoformat() if value is not none and value.isoformat is defined else value}) %}
         {% endfor %}

@@ -17,15 +17,32 @@ import psycopg
 from runner import html_report, render
 from runner.dbt.invocation import DbtSettings
 from runner.domain.errors import BadInput, RunFailed, RunnerError
-from runner.domain.params import build_params, optional, parse_count, parse_schema_name, parse_uuid
+from runner.domain.params import (
+    build_params,
+    optional,
+    parse_choice,
+    parse_count,
+    parse_schema_name,
+    parse_uuid,
+)
 from runner.domain.runs import RunRequest, RunStatus
 from runner.domain.timeouts import Timeouts
 from runner.domain.vocabulary import DEFAULT_SOURCE_SCHEMA
-from runner.store import liveness, queue, reports, retention
+from runner.store import limits, liveness, queue, reports, retention
 from runner.store.connection import connect
-from runner.store.tables import CRM_TABLES, Tables, has_crm_tables, has_tenant, tenants
+from runner.store.tables import (
+    CRM_TABLES,
+    Tables,
+    has_crm_tables,
+    has_tenant,
+    table_exists,
+    tenants,
+)
 from runner.usecases.execute import ensure_setup, execute_runs
 from runner.usecases.worker import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, Worker, WorkerSettings
+
+# The percentiles `suggest-limits` learns a limit from, as threshold_mode p75 and p90 do.
+PERCENTILES = ("75", "90")
 
 EXIT_CODES = """\
 exit codes:
@@ -123,6 +140,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_dbt_options(setup)
 
+    suggest = commands.add_parser(
+        "suggest-limits",
+        help="per-stage limits learned from the last 365 days of completed stage visits",
+        description="Print, per stage of the tenant, how many visits ended in the last 365 days"
+        " and the 50th, 75th and 90th percentile of their days, with the limit learned from them"
+        " (the percentile rounded up, for stages with 5 or more visits). --write sets those"
+        " limits in the optional table deal_aging_stage_threshold.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    suggest.add_argument("--tenant-id", required=True, metavar="UUID")
+    suggest.add_argument(
+        "--percentile", default="75", metavar="75|90", help="the learned limit's (default 75)"
+    )
+    suggest.add_argument(
+        "--write", action="store_true", help="set the learned limits as the stages' own limits"
+    )
+    suggest.add_argument("--source-schema", metavar="NAME", help="schema of the CRM tables")
+    suggest.add_argument("--json", action="store_true")
+    _add_dbt_options(suggest)
+
     listing = commands.add_parser("list", help="list recent runs")
     listing.add_argument("--tenant-id", metavar="UUID")
     listing.add_argument("--status", choices=[status.value for status in RunStatus])
@@ -200,6 +238,12 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         "--aging-calendar",
         metavar="calendar|business",
         help="business: ages and limits in the tenant's working days (default calendar)",
+    )
+    parser.add_argument(
+        "--threshold-mode",
+        metavar="fixed|p75|p90",
+        help="p75, p90: each stage's limit is that percentile of its completed visits of the last"
+        " 365 days, where it has 5 or more (default fixed: --threshold-days)",
     )
     parser.add_argument(
         "--source-schema", metavar="NAME", help="schema of the CRM tables (default dyno_crm)"
@@ -283,6 +327,7 @@ def run_requests(args: argparse.Namespace) -> list[RunRequest]:
         breakdown=args.breakdown,
         snoozes=args.snoozes,
         aging_calendar=args.aging_calendar,
+        threshold_mode=args.threshold_mode,
     )
     crm = source_schema(args) or DEFAULT_SOURCE_SCHEMA
     timeouts = timeouts_of(args)
@@ -431,6 +476,37 @@ def cmd_setup(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_suggest_limits(args: argparse.Namespace) -> int:
+    tenant_id = parse_uuid("--tenant-id", args.tenant_id)
+    percentile = parse_choice("--percentile", args.percentile, PERCENTILES)
+    crm = source_schema(args) or DEFAULT_SOURCE_SCHEMA
+    tables = Tables.from_environment()
+    with connect() as conn:
+        if not has_tenant(conn, crm, tenant_id):
+            raise BadInput(f"--tenant-id {tenant_id}: no such tenant (no pipeline) in {crm}")
+        if args.write and not table_exists(conn, tables, limits.STAGE_THRESHOLDS):
+            raise BadInput(
+                f"--write sets {limits.STAGE_THRESHOLDS}, which does not exist in {tables.schema}:"
+                " create it with `python -m runner setup --optional-tables`"
+            )
+        ensure_setup(conn, tables, dbt_settings(args), source_schema(args))
+        stages = limits.stage_limits(conn, tables, tenant_id)
+        learned = {
+            row["stage_id"]: row[f"p{percentile}_limit_days"]
+            for row in stages
+            if row[f"p{percentile}_limit_days"] is not None
+        }
+        if args.write:
+            limits.write_stage_thresholds(conn, tables, tenant_id, learned)
+    print(render.to_json(stages) if args.json else render.stage_limits_table(stages, percentile))
+    if args.write:
+        print(
+            f"{len(learned)} stage limit(s) set in {tables.schema}.{limits.STAGE_THRESHOLDS}",
+            file=sys.stderr,
+        )
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     tenant_id = optional(parse_uuid, "--tenant-id", args.tenant_id)
     limit = parse_count("--limit", args.limit, "runs")
@@ -513,6 +589,7 @@ COMMANDS = {
     "submit": cmd_submit,
     "worker": cmd_worker,
     "setup": cmd_setup,
+    "suggest-limits": cmd_suggest_limits,
     "list": cmd_list,
     "show": cmd_show,
     "sweep": cmd_sweep,

@@ -193,6 +193,11 @@ def parameters_in_words(run: dict[str, Any], pipeline_names: dict[str, str]) -> 
         words.append(f"deals of {kind} {params.get('principal_id')} only")
     if params.get("breakdown") == "owner":
         words.append("broken down by owner")
+    if params.get("threshold_mode") in ("p75", "p90"):
+        words.append(
+            f"each stage's limit is the {params['threshold_mode'][1:]}th percentile of its visits"
+            " that ended in the 365 days before, rounded up, where it has 5 or more"
+        )
     if params.get("aging_calendar") == "business":
         words.append("days are the tenant's working days, in its time zone")
     if params.get("snoozes") == "honor":
@@ -313,6 +318,7 @@ def deal_rows(deals: Sequence[dict[str, Any]]) -> list[list[str]]:
             str(d["owned_by_user_id"]) if d["owned_by_user_id"] else "",
             amount(d["amount"]),
             days(d["days_in_stage"]),
+            days(d.get("cumulative_days_in_stage")),
             _limit_words(d),
             days(d["days_past_limit"]),
             REASONS.get(d["at_risk_reason"], str(d["at_risk_reason"])),
@@ -628,12 +634,12 @@ gives the stage's limit and the median days deals have been in it.</p>
 <table>
 <caption>{% if deal_count > deals | length %}The first {{ deals | length | count }} of {{ deal_count | count }} at-risk deals ({{ (deal_count - deals | length) | count }} more not shown){% else %}All {{ deal_count | count }} at-risk deals{% endif %}</caption>
 <thead><tr><th scope="col">deal</th><th scope="col">pipeline</th><th scope="col">stage</th><th scope="col">owner</th>
-<th class="n" scope="col">amount</th><th class="n" scope="col">days in stage</th><th scope="col">limit (stage / open)</th>
-<th class="n" scope="col">days past limit</th><th scope="col">why</th></tr></thead>
+<th class="n" scope="col">amount</th><th class="n" scope="col">days in stage</th><th class="n" scope="col">in stage, all visits</th>
+<th scope="col">limit (stage / open)</th><th class="n" scope="col">days past limit</th><th scope="col">why</th></tr></thead>
 <tbody>
 {% for d in deals %}
 <tr><td class="deal">{{ d[0] }}</td><td class="nw">{{ d[1] }}</td><td class="nw">{{ d[2] }}</td><td class="id">{{ d[3] }}</td><td class="n">{{ d[4] }}</td>
-<td class="n">{{ d[5] }}</td><td class="nw">{{ d[6] }}</td><td class="n">{{ d[7] }}</td><td>{{ d[8] }}</td></tr>
+<td class="n">{{ d[5] }}</td><td class="n">{{ d[6] }}</td><td class="nw">{{ d[7] }}</td><td class="n">{{ d[8] }}</td><td>{{ d[9] }}</td></tr>
 {% endfor %}
 </tbody>
 </table>

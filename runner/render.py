@@ -197,3 +197,24 @@ def deals_table(deals: Sequence[dict[str, Any]]) -> str:
         for d in deals
     ]
     return table(headers, rows, right={3, 4, 5, 6})
+
+
+def stage_limits_table(stages: Sequence[dict[str, Any]], percentile: str) -> str:
+    """Per stage: its completed visits of the last 365 days, their percentiles, and the limit
+    learned at `percentile` (none below 5 visits)."""
+    if not stages:
+        return "(no stage visit of this tenant ended in the last 365 days)"
+    headers = ["pipeline", "stage", "visits", "p50 days", "p75 days", "p90 days", "limit"]
+    rows = [
+        [
+            s["pipeline_id"],
+            s["stage_name"] or s["stage_id"],
+            s["completed_visit_count"],
+            s["p50_visit_days"],
+            s["p75_visit_days"],
+            s["p90_visit_days"],
+            s[f"p{percentile}_limit_days"],
+        ]
+        for s in stages
+    ]
+    return table(headers, rows, right={2, 3, 4, 5, 6})

@@ -9,6 +9,8 @@
 {%- set principal_id = constants.get('principal_id', 'runs.principal_id') -%}
 {#- The working-day clock is built only when a run of the invocation ages deals by it. -#}
 {%- set business_days = 'business' in constants.get('aging_calendars', ['business']) -%}
+{#- Limits learned from history are joined only when a run of the invocation learns them. -#}
+{%- set learned_limits = constants.get('threshold_modes', ['p75']) | reject('equalto', 'fixed') | list | length > 0 -%}
 
 with
 
@@ -60,6 +62,12 @@ holidays as (
 
 ),
 
+stage_limits as (
+
+    select * from {{ ref('int_deal_aging_stage_limits') }}
+
+),
+
 open_deals_in_scope as (
 
     select
@@ -83,8 +91,24 @@ open_deals_in_scope as (
         -- Joined only for runs that honor snoozes, and only while the snooze lasts past as-of.
         deal_snoozes.snoozed_until,
         deal_snoozes.snooze_reason,
-        -- A stage's own limit, where the optional table has one, replaces the run's threshold.
-        coalesce(stage_thresholds.threshold_days, runs.threshold_days) as threshold_days,
+        -- A limit learned from the stage's visits, else the stage's own limit where the optional
+        -- table has one, replaces the run's threshold.
+        coalesce(
+            {% if learned_limits %}
+                case runs.threshold_mode
+                    when 'p75'
+                        then {{ deal_aging_learned_limit(
+                            'stage_limits.completed_visit_count', 'stage_limits.p75_visit_days'
+                        ) }}
+                    when 'p90'
+                        then {{ deal_aging_learned_limit(
+                            'stage_limits.completed_visit_count', 'stage_limits.p90_visit_days'
+                        ) }}
+                end,
+            {% endif %}
+            stage_thresholds.threshold_days,
+            runs.threshold_days
+        ) as threshold_days,
         -- The fact row's principal: the run's filter, or with the owner breakdown the deal's
         -- owning user (null for deals without one, which get a row of their own).
         case when runs.breakdown = 'owner' then 'USER' else runs.principal_type end as principal_type,
@@ -110,6 +134,15 @@ open_deals_in_scope as (
         on
             deal_stage_states.pipeline_stage_id = stage_thresholds.pipeline_stage_id
             and deal_stage_states.tenant_id = stage_thresholds.tenant_id
+
+    {% if learned_limits %}
+
+        left join stage_limits
+            on
+                runs.run_id = stage_limits.run_id
+                and deal_stage_states.pipeline_stage_id = stage_limits.stage_id
+
+    {% endif %}
 
     left join deal_snoozes
         on
@@ -334,6 +367,7 @@ final as (
     select
         run_id,
         tenant_id,
+        as_of_ts,
         deal_id,
         deal_name,
         pipeline_id,

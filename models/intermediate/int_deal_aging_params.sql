@@ -24,6 +24,7 @@ runs_of_this_invocation as (
         breakdown,
         snoozes,
         aging_calendar,
+        threshold_mode,
         generated_at
 
     from report_runs

@@ -38,7 +38,8 @@ succeeded_runs as (
                 principal_id,
                 breakdown,
                 snoozes,
-                aging_calendar
+                aging_calendar,
+                threshold_mode
             order by generated_at, run_id
         ) as previous_run_id
 

@@ -17,6 +17,7 @@ BREAKDOWNS = ("owner",)
 # The default first, as deal_aging_snoozes and deal_aging_aging_calendar have them.
 SNOOZES = ("ignore", "honor")
 AGING_CALENDARS = ("calendar", "business")
+THRESHOLD_MODES = ("fixed", "p75", "p90")
 # PostgreSQL's largest integer: day counts are stored as integer, and counts are compared with one.
 MAX_INTEGER = 2_147_483_647
 # Years as written: on every zone offset (up to ±14:00) the instant still converts to UTC within
@@ -41,6 +42,7 @@ class ReportParams:
     breakdown: str | None = None
     snoozes: str = SNOOZES[0]
     aging_calendar: str = AGING_CALENDARS[0]
+    threshold_mode: str = THRESHOLD_MODES[0]
 
     def input_params(self) -> dict[str, Any]:
         """The header's input_params: the reference query's names, in the form dbt's hook writes."""
@@ -56,6 +58,7 @@ class ReportParams:
             "breakdown": self.breakdown,
             "snoozes": self.snoozes,
             "aging_calendar": self.aging_calendar,
+            "threshold_mode": self.threshold_mode,
         }
 
 
@@ -138,6 +141,10 @@ def parse_aging_calendar(option: str, text: str) -> str:
     return parse_choice(option, text, AGING_CALENDARS)
 
 
+def parse_threshold_mode(option: str, text: str) -> str:
+    return parse_choice(option, text, THRESHOLD_MODES)
+
+
 def build_params(
     *,
     threshold_days: str,
@@ -151,6 +158,7 @@ def build_params(
     breakdown: str | None = None,
     snoozes: str | None = None,
     aging_calendar: str | None = None,
+    threshold_mode: str | None = None,
 ) -> ReportParams:
     """Validate the command-line values of a run; raises BadInput naming the first bad one."""
     params = ReportParams(
@@ -168,6 +176,8 @@ def build_params(
         snoozes=optional(parse_snoozes, "--snoozes", snoozes) or SNOOZES[0],
         aging_calendar=optional(parse_aging_calendar, "--aging-calendar", aging_calendar)
         or AGING_CALENDARS[0],
+        threshold_mode=optional(parse_threshold_mode, "--threshold-mode", threshold_mode)
+        or THRESHOLD_MODES[0],
     )
     if (params.principal_type is None) != (params.principal_id is None):
         raise BadInput("--principal-type and --principal-id: give both or neither")
@@ -175,6 +185,11 @@ def build_params(
         raise BadInput(
             "--breakdown owner and --principal-type: the breakdown fills the principal columns"
             " itself; give one or the other"
+        )
+    if params.threshold_mode != THRESHOLD_MODES[0] and params.aging_calendar != AGING_CALENDARS[0]:
+        raise BadInput(
+            f"--threshold-mode {params.threshold_mode} and --aging-calendar {params.aging_calendar}:"
+            " limits learned from history are in calendar days; give one or the other"
         )
     if params.period_start and params.period_end and params.period_start >= params.period_end:
         raise BadInput(

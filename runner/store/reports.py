@@ -11,7 +11,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from runner.domain.params import AGING_CALENDARS, SNOOZES
+from runner.domain.params import AGING_CALENDARS, SNOOZES, THRESHOLD_MODES
 from runner.domain.runs import REPORT_TYPE
 from runner.store.tables import Tables, table_exists
 
@@ -168,6 +168,7 @@ _COMPARABLE_PARAMS: tuple[tuple[str, str, str | None], ...] = (
     ("breakdown", "text", None),
     ("snoozes", "text", SNOOZES[0]),
     ("aging_calendar", "text", AGING_CALENDARS[0]),
+    ("threshold_mode", "text", THRESHOLD_MODES[0]),
 )
 
 

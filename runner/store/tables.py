@@ -66,8 +66,13 @@ def table_exists(conn: psycopg.Connection, tables: Tables, table: str) -> bool:
     ).fetchone()[0]
 
 
-# Everything the setup builds besides report_run: the run-keyed tables and the dashboards' views.
-SETUP_RELATIONS = (*RUN_KEYED_TABLES, "report_deal_aging_latest", "report_deal_aging_trend")
+# Everything the setup builds besides report_run: the run-keyed tables and the views.
+SETUP_RELATIONS = (
+    *RUN_KEYED_TABLES,
+    "report_deal_aging_latest",
+    "report_deal_aging_trend",
+    "report_deal_aging_stage_limits",
+)
 
 # Concurrent setups take turns on this lock.
 SETUP_LOCK = "deal_aging.setup"

@@ -27,6 +27,8 @@ DBT_EXECUTABLE = Path(sys.executable).with_name("dbt")
 CRM_TABLES = ("pipeline", "pipeline_stage", "deal", "deal_pipeline_stage_state")
 RUN_KEYED_TABLES = ("report_deal_aging_fact", "report_deal_aging_deal")
 VIEWS = ("report_deal_aging_latest", "report_deal_aging_trend")
+# Every view the project builds: the dashboards' and the limits learned from history.
+ALL_VIEWS = (*VIEWS, "report_deal_aging_stage_limits")
 
 
 class Grant(NamedTuple):
@@ -119,6 +121,11 @@ GRANTS: dict[str, tuple[str, tuple[Grant, ...]]] = {
             Grant(
                 "sweep reads other roles' queries to tell a dead dbt invocation from a live one",
                 'grant pg_read_all_stats to :"runner";',
+            ),
+            Grant(
+                "suggest-limits reads the limits learned from history, and --write sets them",
+                'grant select on :"report_schema".report_deal_aging_stage_limits to :"runner";\n'
+                'grant insert, update on :"report_schema".deal_aging_stage_threshold to :"runner";',
             ),
         ),
     ),
@@ -357,8 +364,8 @@ def test_the_analysts_plain_dbt_run_succeeds_and_rebuilds_no_view(
     opened = run_ids(db, deployed) - before
     assert statuses(db, deployed, opened) == dict.fromkeys(ids.tenants, "SUCCEEDED")
     assert all(fact_count(db, deployed, run_id) > 0 for run_id in opened)
-    # Replacing a view needs its owner: the analyst's build found both current.
-    assert done.stdout.count("view unchanged") == len(VIEWS), done.stdout
+    # Replacing a view needs its owner: the analyst's build found every one current.
+    assert done.stdout.count("view unchanged") == len(ALL_VIEWS), done.stdout
     owners = db.execute(
         "select relname, pg_get_userbyid(relowner) from pg_class"
         " where relnamespace = %s::regnamespace and relname = any(%s)",

@@ -196,19 +196,20 @@ def fresh_env() -> Iterator[dict[str, str]]:
         drop_database(name)
 
 
-def test_the_setup_adds_the_snooze_columns_to_tables_built_before_them(fresh_env):
+def test_the_setup_adds_the_new_columns_to_tables_built_before_them(fresh_env):
     assert run_runner(fresh_env, "setup").returncode == 0
     with connect(fresh_env["PGDATABASE"], autocommit=True) as conn:
-        # The tables as the previous version built them: no snooze columns, migration 3 pending.
+        # The tables as an earlier version built them: migrations 3 (snoozes) and 4 (cumulative
+        # days) pending.
         conn.execute(
             "drop view dyno_crm.report_deal_aging_latest, dyno_crm.report_deal_aging_trend"
         )
         conn.execute(f"alter table {FACT_TABLE} drop column snoozed_deal_count")
         conn.execute(
             f"alter table {DEAL_TABLE} drop column is_snoozed, drop column snoozed_until,"
-            " drop column snooze_reason"
+            " drop column snooze_reason, drop column cumulative_days_in_stage"
         )
-        conn.execute("delete from dyno_crm.deal_aging_migration where version = 3")
+        conn.execute("delete from dyno_crm.deal_aging_migration where version in (3, 4)")
         [tenant] = [
             str(t) for (t,) in conn.execute("select distinct tenant_id from dyno_crm.pipeline")
         ]
@@ -221,3 +222,10 @@ def test_the_setup_adds_the_snooze_columns_to_tables_built_before_them(fresh_env
             f"select sum(snoozed_deal_count), count(*) from {FACT_TABLE}"
         ).fetchone()
         assert (snoozed, rows > 0) == (0, True)
+        assert (
+            conn.execute(
+                f"select count(*) filter (where cumulative_days_in_stage is null), count(*)"
+                f" from {DEAL_TABLE}"
+            ).fetchone()[0]
+            == 0
+        )

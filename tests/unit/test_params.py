@@ -182,6 +182,7 @@ def test_build_params_validates_and_converts_every_value() -> None:
         "breakdown": None,
         "snoozes": "ignore",
         "aging_calendar": "calendar",
+        "threshold_mode": "fixed",
     }
 
 
@@ -206,6 +207,11 @@ def test_build_params_validates_and_converts_every_value() -> None:
         ({"cycle_threshold_days": "-1"}, "--cycle-threshold-days: expected a whole number"),
         ({"snoozes": "on"}, "--snoozes: expected ignore or honor, got 'on'"),
         ({"aging_calendar": "work"}, "--aging-calendar: expected calendar or business, got 'work'"),
+        ({"threshold_mode": "p50"}, "--threshold-mode: expected fixed or p75 or p90, got 'p50'"),
+        (
+            {"threshold_mode": "p90", "aging_calendar": "business"},
+            "--threshold-mode p90 and --aging-calendar business: limits learned from history",
+        ),
     ],
 )
 def test_build_params_names_the_first_bad_value(values: dict[str, str], message: str) -> None:

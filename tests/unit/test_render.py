@@ -112,6 +112,25 @@ def test_snoozed_deals_say_until_when_and_why() -> None:
     assert "snoozed" not in render.deals_table([deal()])
 
 
+def test_stage_limits_show_the_chosen_percentiles_limit() -> None:
+    stage = {
+        "pipeline_id": UUID(int=1),
+        "stage_id": UUID(int=2),
+        "stage_name": "Qualification",
+        "completed_visit_count": 7,
+        "p50_visit_days": Decimal("3.00"),
+        "p75_visit_days": Decimal("4.10"),
+        "p90_visit_days": Decimal("9.50"),
+        "p75_limit_days": 5,
+        "p90_limit_days": 10,
+    }
+    lines = render.stage_limits_table([stage, stage | {"p90_limit_days": None}], "90").split("\n")
+
+    assert lines[0].split()[-1] == "limit" and lines[2].split()[-1] == "10"
+    assert lines[3].split()[-1] == "9.50"
+    assert render.stage_limits_table([], "75").startswith("(no stage visit")
+
+
 def test_facts_table_escapes_pipeline_and_stage_names() -> None:
     lines = render.facts_table([fact(pipeline_name="Pipe\tline", stage_name=EVIL)]).split("\n")
 

@@ -106,6 +106,13 @@ CASES = {
         "working",
         "business days",
     ],
+    ("deal_aging_threshold_mode", params.parse_threshold_mode): [
+        "fixed",
+        "P75",
+        "p90",
+        "p50",
+        "75",
+    ],
     ("deal_aging_schema_name", params.parse_schema_name): [
         "dyno_crm",
         "_x1",
