@@ -18,8 +18,10 @@ from .test_tenant_isolation import amounts_past_the_column, bad_rows
 from .test_worker import PERIOD_END, WorkerProcess, status, submit, workers
 
 
-def queue(*requests: list[str]) -> list[str]:
-    """`submit` each request, in this process: a worker started afterwards finds them all queued."""
+def queue(db: psycopg.Connection, *requests: list[str]) -> list[str]:
+    """`submit` each request, in this process: a worker started afterwards finds them queued, and
+    nothing else (a request an earlier test left in this database's queue goes first)."""
+    db.execute(f"delete from {REPORT_RUN_TABLE} where status = 'QUEUED'")
     run_ids = []
     for args in requests:
         printed = io.StringIO()
@@ -81,13 +83,13 @@ def test_a_batch_of_mixed_tenants_and_parameters_matches_each_run_alone(
     database_env, db, ids, report_ready, tmp_path
 ):
     requests = ten_requests(ids)
-    batched = queue(*requests)
+    batched = queue(db, *requests)
     lines = executions(drain(database_env, tmp_path, "--batch-size", "10"))
     assert set(lines) == set(batched)
     assert all(line.endswith(" batch=10") for line in lines.values()), lines
 
     # The same requests again, each alone: one dbt invocation per run.
-    alone = queue(*requests)
+    alone = queue(db, *requests)
     (tmp_path / "alone").mkdir()
     lines = executions(drain(database_env, tmp_path / "alone", "--batch-size", "1"))
     assert set(lines) == set(alone)
@@ -114,7 +116,7 @@ def test_a_run_failing_on_its_own_data_fails_alone_in_its_batch(
     ]
     with bad_rows(db, culprit_tenant, amounts_past_the_column):
         culprit, *others = queue(
-            ["--tenant-id", culprit_tenant, "--threshold-days", "30"], *requests
+            db, ["--tenant-id", culprit_tenant, "--threshold-days", "30"], *requests
         )
         lines = executions(drain(database_env, tmp_path, "--batch-size", "10"))
 
@@ -134,6 +136,7 @@ def test_a_run_that_fails_its_whole_batch_is_bisected_out(
     database_env, db, ids, report_ready, tmp_path
 ):
     run_ids = queue(
+        db,
         *(["--tenant-id", ids.tenants[i % 3], "--threshold-days", str(20 + i)] for i in range(10)),
     )
     # A header is input from outside too: dbt refuses this one, and with it the whole invocation.
@@ -163,6 +166,7 @@ def test_a_batch_whose_worker_is_killed_is_requeued_and_completed_once(
     database_env, db, ids, report_ready, tmp_path
 ):
     run_ids = queue(
+        db,
         *(["--tenant-id", ids.tenants[i % 3], "--threshold-days", str(30 + i)] for i in range(5)),
     )
     blocker = block_deals(database_env["PGDATABASE"])
@@ -218,6 +222,7 @@ def test_the_oldest_request_is_claimed_first_with_others_sharing_its_bounds(
 ):
     tenant = ids.tenants[1]
     first, strict, second = queue(
+        db,
         ["--tenant-id", tenant, "--threshold-days", "1"],
         ["--tenant-id", tenant, "--threshold-days", "2", "--statement-timeout", "50"],
         ["--tenant-id", tenant, "--threshold-days", "3"],
