@@ -309,15 +309,22 @@ def owners(facts: Sequence[dict[str, Any]]) -> list[Owner]:
     )
 
 
+def _deal_cells(d: dict[str, Any]) -> list[str]:
+    """The cells every deal table starts with: the deal, where it stands, its owner and amount."""
+    return [
+        d["deal_name"],
+        d["pipeline_name"] or str(d["pipeline_id"]),
+        d["stage_name"] or str(d["stage_id"]),
+        str(d["owned_by_user_id"]) if d["owned_by_user_id"] else "",
+        amount(d["amount"]),
+        days(d["days_in_stage"]),
+    ]
+
+
 def deal_rows(deals: Sequence[dict[str, Any]]) -> list[list[str]]:
     return [
         [
-            d["deal_name"],
-            d["pipeline_name"] or str(d["pipeline_id"]),
-            d["stage_name"] or str(d["stage_id"]),
-            str(d["owned_by_user_id"]) if d["owned_by_user_id"] else "",
-            amount(d["amount"]),
-            days(d["days_in_stage"]),
+            *_deal_cells(d),
             days(d.get("cumulative_days_in_stage")),
             _limit_words(d),
             days(d["days_past_limit"]),
@@ -330,12 +337,7 @@ def deal_rows(deals: Sequence[dict[str, Any]]) -> list[list[str]]:
 def snoozed_rows(deals: Sequence[dict[str, Any]]) -> list[list[str]]:
     return [
         [
-            d["deal_name"],
-            d["pipeline_name"] or str(d["pipeline_id"]),
-            d["stage_name"] or str(d["stage_id"]),
-            str(d["owned_by_user_id"]) if d["owned_by_user_id"] else "",
-            amount(d["amount"]),
-            days(d["days_in_stage"]),
+            *_deal_cells(d),
             _limit_words(d),
             instant(d["snoozed_until"]),
             d["snooze_reason"] or "",
