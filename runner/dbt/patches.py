@@ -7,7 +7,10 @@ Ephemeral models without re-parsing. dbt puts a model's ephemeral parents into i
 that SQL with sqlparse, which is slow. Every model here that refers to an ephemeral one starts
 with WITH, and for such SQL the result is plain text: the CTEs go after that keyword and the
 whitespace after it, followed by ", ". Anything else (no leading WITH, WITH RECURSIVE) goes to
-dbt's own function, unchanged (docs/decisions/cte-injection.md).
+dbt's own function, unchanged (docs/decisions/cte-injection.md). A staging model's CTE is written
+NOT MATERIALIZED: PostgreSQL materializes a CTE referred to twice, whole and before any filter,
+while a staging model is a projection of one table that costs nothing to inline
+(docs/decisions/inlined-staging.md).
 
 A behavior flag's source without reading source files. dbt-common (1.x) names the module that
 made each flag by walking inspect.stack(), which reads the source of every frame, for every flag
@@ -46,6 +49,9 @@ _LEADING_WITH = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 
+# A staging model as dbt injects it, ` __dbt__cte__stg_<name> as (`: a projection of one table.
+_STAGING_CTE = re.compile(r"\A(\s*__dbt__cte__stg_\w+\s+as\s+)\(")
+
 Injector = Callable[[str, list[Any]], str]
 
 
@@ -57,7 +63,12 @@ def inject_ctes(sql: str, ctes: list[Any], fallback: Injector) -> str:
     if leading_with is None:
         return fallback(sql, ctes)
     end = leading_with.end()
-    return sql[:end] + ", ".join(cte.sql for cte in ctes) + ", " + sql[end:]
+    return sql[:end] + ", ".join(_inlined(cte.sql) for cte in ctes) + ", " + sql[end:]
+
+
+def _inlined(cte_sql: str) -> str:
+    """A staging model's CTE marked NOT MATERIALIZED; any other CTE as dbt wrote it."""
+    return _STAGING_CTE.sub(r"\1not materialized (", cte_sql, count=1)
 
 
 @cache

@@ -41,6 +41,17 @@ def test_ctes_go_after_a_leading_with(sql: str, expected: str) -> None:
     assert patches.inject_ctes(sql, CTES, _no_fallback) == expected
 
 
+def test_a_staging_model_is_inlined_wherever_it_is_referred_to() -> None:
+    ctes = [
+        SimpleNamespace(sql=" __dbt__cte__stg_crm__deals as (\nselect 1\n)"),
+        SimpleNamespace(sql=" __dbt__cte__int_current as (\nselect 2 as stg_x\n)"),
+    ]
+    assert patches.inject_ctes("with x as (select 1) select 1", ctes, _no_fallback) == (
+        "with  __dbt__cte__stg_crm__deals as not materialized (\nselect 1\n),"
+        "  __dbt__cte__int_current as (\nselect 2 as stg_x\n), x as (select 1) select 1"
+    )
+
+
 @pytest.mark.parametrize("sql", ["select 1", "with recursive r as (select 1) select 1", "withx"])
 def test_anything_else_goes_to_dbt(sql: str) -> None:
     assert patches.inject_ctes(sql, CTES, _fallback) == "fallback"
