@@ -82,3 +82,16 @@ def report_ready(dbt: Dbt, database_env: dict[str, str], ids: DatasetIds) -> Non
     """The report tables exist (deployed once), as before any concurrent use."""
     done = run_runner(database_env, "run", "--tenant-id", ids.tenants[0], "--threshold-days", "30")
     assert done.returncode == 0, done.stderr
+
+
+# The longest tests, started first: at the end they would run alone while the other workers
+# idle. xdist (--dist=loadfile) hands out test files in the order they were collected.
+LONGEST_FIRST = ("test_bench_smoke.py", "test_demo.py", "test_fresh_database.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)
