@@ -45,6 +45,7 @@
             'snoozes': deal_aging_snoozes('snoozes', params.get('snoozes')),
             'aging_calendar': deal_aging_aging_calendar('aging_calendar', params.get('aging_calendar')),
             'threshold_mode': deal_aging_threshold_mode('threshold_mode', params.get('threshold_mode')),
+            'changes': deal_aging_changes('changes', params.get('changes')),
             'generated_at': deal_aging_timestamp('generated_at', row[2]),
         }) %}
     {% endfor %}
@@ -70,7 +71,8 @@
 {#
     The parameters every run of this invocation shares, as SQL literals, by name; `tenant_ids`,
     the runs' tenants; `run_ids`, the runs themselves; `aging_calendars`, the clocks they age
-    deals by; and `threshold_modes`, how they set their limits. int_deal_aging_current_deals
+    deals by; `threshold_modes`, how they set their limits; and `change_modes`, whether they track
+    changes. int_deal_aging_current_deals
     writes them into its filters in place of the
     runs' columns, so PostgreSQL plans a run with its parameters as constants, as it plans the
     design's reference query; from the runs' columns alone the row estimates collapse
@@ -108,5 +110,7 @@
     {% do constants.update({'aging_calendars': runs | map(attribute='aging_calendar') | unique | list}) %}
     {# How they set their limits: the learned limits are joined only when one learns them. #}
     {% do constants.update({'threshold_modes': runs | map(attribute='threshold_mode') | unique | list}) %}
+    {# Whether they track changes: the change list is computed only when one does. #}
+    {% do constants.update({'change_modes': runs | map(attribute='changes') | unique | list}) %}
     {{ return(constants) }}
 {% endmacro %}

@@ -13,7 +13,7 @@
     {{ return([
         'source_schema', 'tenant_id', 'threshold_days', 'cycle_threshold_days', 'period_start',
         'period_end', 'pipeline_id', 'stage_id', 'principal_type', 'principal_id', 'breakdown', 'run_id',
-        'lock_timeout_seconds', 'statement_timeout_seconds', 'snoozes', 'aging_calendar', 'threshold_mode',
+        'lock_timeout_seconds', 'statement_timeout_seconds', 'snoozes', 'aging_calendar', 'threshold_mode', 'changes',
     ]) }}
 {% endmacro %}
 
@@ -196,6 +196,11 @@
 {% endmacro %}
 
 
+{% macro deal_aging_changes(name, value) %}
+    {{ return(deal_aging_choice(name, value, ['ignore', 'track'])) }}
+{% endmacro %}
+
+
 {% macro deal_aging_schema_name(name, value) %}
     {% if value is not string or not modules.re.fullmatch('[A-Za-z_][A-Za-z0-9_]{0,62}', value) %}
         {% do deal_aging_invalid_var(name, 'a plain schema name (letters, digits, underscores)', value) %}
@@ -224,6 +229,7 @@
         'snoozes': deal_aging_snoozes('snoozes', deal_aging_var('snoozes')),
         'aging_calendar': deal_aging_aging_calendar('aging_calendar', deal_aging_var('aging_calendar')),
         'threshold_mode': deal_aging_threshold_mode('threshold_mode', deal_aging_var('threshold_mode')),
+        'changes': deal_aging_changes('changes', deal_aging_var('changes')),
     } %}
     {% do deal_aging_schema_name('source_schema', deal_aging_var('source_schema')) %}
     {% if params.threshold_days is none %}
@@ -277,4 +283,17 @@
         {% do run_ids.append(deal_aging_uuid('run_id', run_id | trim)) %}
     {% endfor %}
     {{ return(run_ids) }}
+{% endmacro %}
+
+
+{#
+    The parameters two runs of a tenant must share to be compared, bar when they look (period_end):
+    the staged columns of report_run that change which deals are counted or how. `changes` is not
+    one: it adds a list and changes no figure.
+#}
+{% macro deal_aging_comparable_params() %}
+    {{ return([
+        'threshold_days', 'cycle_threshold_days', 'period_start', 'pipeline_id', 'stage_id',
+        'principal_type', 'principal_id', 'breakdown', 'snoozes', 'aging_calendar', 'threshold_mode',
+    ]) }}
 {% endmacro %}

@@ -20,7 +20,7 @@
 
 {# The tables that hold a run's rows under its run_id; a FAILED run keeps none. #}
 {% macro deal_aging_run_keyed_tables() %}
-    {{ return(['report_deal_aging_fact', 'report_deal_aging_deal']) }}
+    {{ return(['report_deal_aging_fact', 'report_deal_aging_deal', 'report_deal_aging_change']) }}
 {% endmacro %}
 
 
@@ -63,7 +63,7 @@
     {% endif %}
     {% for model in deal_aging_run_keyed_models() if model not in selected_resources %}
         {{ exceptions.raise_compiler_error(
-            "A report run writes its facts and its deal list together: select both run-keyed models"
+            "A report run writes its facts, its deal list and its changes together: select every run-keyed model"
             ~ " (--select tag:report_run) or neither; " ~ model.split('.')[-1] ~ " is not selected."
         ) }}
     {% endfor %}
@@ -122,7 +122,7 @@
         {% set input_params = {'source_schema': deal_aging_var('source_schema')} %}
         {% for name in ['threshold_days', 'cycle_threshold_days', 'period_start', 'period_end',
                         'pipeline_id', 'principal_type', 'principal_id', 'stage_id', 'breakdown',
-                        'snoozes', 'aging_calendar', 'threshold_mode'] %}
+                        'snoozes', 'aging_calendar', 'threshold_mode', 'changes'] %}
             {% set value = params[name] %}
             {% do input_params.update({name: value.isoformat() if value is not none and value.isoformat is defined else value}) %}
         {% endfor %}
@@ -223,7 +223,7 @@
             finished_at = clock_timestamp(),
             error_message = {{ deal_aging_literal(failures | join('; ') | truncate(2000, true)) }}
         where run_id in ({{ this_invocation }}) and status = 'IN_PROGRESS';
-        {% elif tables | length == 2 %}
+        {% elif tables | length >= 2 %}
         update {{ report_run }}
         set
             status = 'FAILED',

@@ -18,6 +18,7 @@ from runner import html_report, render
 from runner.dbt.invocation import DbtSettings
 from runner.domain.errors import BadInput, RunFailed, RunnerError
 from runner.domain.params import (
+    CHANGES,
     build_params,
     optional,
     parse_choice,
@@ -171,6 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("run_id", metavar="RUN_ID")
     show.add_argument("--source-schema", default="dyno_crm", metavar="NAME")
     show.add_argument("--deals", action="store_true", help="list the at-risk deals, worst first")
+    show.add_argument(
+        "--changes",
+        action="store_true",
+        help="list the deals newly at risk, still at risk and recovered since the previous run"
+        " (runs with --changes track)",
+    )
     show.add_argument("--json", action="store_true")
     show.add_argument(
         "--html",
@@ -244,6 +251,12 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         metavar="fixed|p75|p90",
         help="p75, p90: each stage's limit is that percentile of its completed visits of the last"
         " 365 days, where it has 5 or more (default fixed: --threshold-days)",
+    )
+    parser.add_argument(
+        "--changes",
+        metavar="ignore|track",
+        help="track: list which deals became at risk, stayed at risk or recovered since the"
+        " tenant's previous run with the same parameters (default ignore)",
     )
     parser.add_argument(
         "--source-schema", metavar="NAME", help="schema of the CRM tables (default dyno_crm)"
@@ -328,6 +341,7 @@ def run_requests(args: argparse.Namespace) -> list[RunRequest]:
         snoozes=args.snoozes,
         aging_calendar=args.aging_calendar,
         threshold_mode=args.threshold_mode,
+        changes=args.changes,
     )
     crm = source_schema(args) or DEFAULT_SOURCE_SCHEMA
     timeouts = timeouts_of(args)
@@ -530,9 +544,14 @@ def cmd_show(args: argparse.Namespace) -> int:
             return 0
         facts = reports.run_facts(conn, tables, source_schema, run_id)
         deals = reports.run_deals(conn, tables, source_schema, run_id) if args.deals else None
+        changes = reports.run_changes(conn, tables, source_schema, run_id) if args.changes else None
     if args.json:
+        listed = {"deals": deals, "changes": changes}
         print(
-            render.to_json({"run": run, "facts": facts} | ({"deals": deals} if args.deals else {}))
+            render.to_json(
+                {"run": run, "facts": facts}
+                | {name: rows for name, rows in listed.items() if rows is not None}
+            )
         )
         return 0
     print(render.run_header(run))
@@ -541,7 +560,16 @@ def cmd_show(args: argparse.Namespace) -> int:
     if deals is not None:
         print()
         print(render.deals_table(deals) if deals else "(no deal at risk)")
+    if changes is not None:
+        print()
+        print(render.changes_table(changes) if changes else _no_changes(run))
     return 0
+
+
+def _no_changes(run: dict[str, Any]) -> str:
+    if (run["input_params"] or {}).get("changes") != CHANGES[-1]:
+        return "(this run did not track changes: run it with --changes track)"
+    return "(no deal at risk, in this run or in its previous run)"
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:

@@ -121,6 +121,7 @@ class PageData:
     history: list[HistoryPoint] = field(default_factory=list)  # earlier runs, latest first
     tenant_name: str | None = None
     snoozed: list[dict[str, Any]] = field(default_factory=list)  # listed apart, not at risk
+    changes: list[dict[str, Any]] = field(default_factory=list)  # since the previous run
 
 
 def load_page(
@@ -138,7 +139,8 @@ def load_page(
         for row in reports.earlier_comparable_runs(conn, tables, run, TREND_RUNS - 1)
     ]
     snoozed = reports.run_deals(conn, tables, source_schema, run_id, DEAL_ROWS, snoozed=True)
-    return PageData(run, facts, deals, deal_count, history, tenant_name, snoozed)
+    changes = reports.run_changes(conn, tables, source_schema, run_id)
+    return PageData(run, facts, deals, deal_count, history, tenant_name, snoozed, changes)
 
 
 # --- formatting -------------------------------------------------------------------------------
@@ -202,6 +204,8 @@ def parameters_in_words(run: dict[str, Any], pipeline_names: dict[str, str]) -> 
         words.append("days are the tenant's working days, in its time zone")
     if params.get("snoozes") == "honor":
         words.append("a deal snoozed past the as-of instant is not at risk (listed apart)")
+    if params.get("changes") == "track":
+        words.append("what changed since the previous run with these parameters is listed")
     return words
 
 
@@ -343,6 +347,51 @@ def snoozed_rows(deals: Sequence[dict[str, Any]]) -> list[list[str]]:
             d["snooze_reason"] or "",
         ]
         for d in deals
+    ]
+
+
+CHANGE_WORDS = {
+    "NEWLY_AT_RISK": "newly at risk",
+    "STILL_AT_RISK": "still at risk",
+    "RECOVERED": "recovered",
+}
+RECOVERY_WORDS = {
+    "WON": "won",
+    "LOST": "lost",
+    "MOVED_STAGE": "moved to another stage",
+    "BACK_UNDER_LIMIT": "back under its limit",
+    "OUT_OF_SCOPE": "out of the run's scope",
+    "SNOOZED": "snoozed",
+}
+
+
+def change_counts(changes: Sequence[dict[str, Any]]) -> list[str]:
+    """How many deals of each change, and of each recovery reason, in words."""
+    by_type = {kind: 0 for kind in CHANGE_WORDS}
+    by_reason = {reason: 0 for reason in RECOVERY_WORDS}
+    for c in changes:
+        by_type[c["change_type"]] += 1
+        if c["recovery_reason"]:
+            by_reason[c["recovery_reason"]] += 1
+    reasons = [f"{count(n)} {RECOVERY_WORDS[reason]}" for reason, n in by_reason.items() if n]
+    words = [f"{count(n)} {CHANGE_WORDS[kind]}" for kind, n in by_type.items()]
+    if reasons:
+        words[-1] += f" ({', '.join(reasons)})"
+    return words
+
+
+def change_rows(changes: Sequence[dict[str, Any]]) -> list[list[str]]:
+    return [
+        [
+            CHANGE_WORDS[c["change_type"]],
+            c["deal_name"],
+            c["pipeline_name"] or str(c["pipeline_id"]),
+            c["stage_name"] or str(c["stage_id"]),
+            amount(c["amount"]),
+            instant(c["first_flagged_at"]),
+            RECOVERY_WORDS.get(c["recovery_reason"], "") if c["recovery_reason"] else "",
+        ]
+        for c in changes
     ]
 
 
@@ -630,6 +679,25 @@ gives the stage's limit and the median days deals have been in it.</p>
 </section>
 {% endif %}
 
+{% if changes %}
+<section aria-labelledby="changes">
+<h2 id="changes">Since the previous run</h2>
+<p>{% if previous_run_id %}Since run {{ previous_run_id }}{% else %}No earlier run with these parameters: every at-risk deal is new{% endif %}:
+{{ change_counts | join(", ") }}.</p>
+<table>
+<caption>{% if changes | length > deal_rows %}The first {{ deal_rows }} of {{ changes | length | count }} changes{% else %}Every change ({{ changes | length | count }}){% endif %}: newly at risk, then still at risk (longest first), then recovered</caption>
+<thead><tr><th scope="col">change</th><th scope="col">deal</th><th scope="col">pipeline</th><th scope="col">stage</th>
+<th class="n" scope="col">amount</th><th scope="col">at risk since</th><th scope="col">why it recovered</th></tr></thead>
+<tbody>
+{% for c in change_table %}
+<tr><td class="nw">{{ c[0] }}</td><td class="deal">{{ c[1] }}</td><td class="nw">{{ c[2] }}</td><td class="nw">{{ c[3] }}</td><td class="n">{{ c[4] }}</td>
+<td class="nw">{{ c[5] }}</td><td>{{ c[6] }}</td></tr>
+{% endfor %}
+</tbody>
+</table>
+</section>
+{% endif %}
+
 <section aria-labelledby="deals">
 <h2 id="deals">At-risk deals, furthest past their limit first</h2>
 {% if deals %}
@@ -726,6 +794,10 @@ def render_page(data: PageData, written: datetime | None = None) -> str:
         deals=deal_rows(data.deals[:DEAL_ROWS]),
         deal_count=max(data.deal_count, len(data.deals)),
         snoozed=snoozed_rows(data.snoozed[:DEAL_ROWS]),
+        changes=data.changes,
+        change_counts=change_counts(data.changes),
+        change_table=change_rows(data.changes[:DEAL_ROWS]),
+        previous_run_id=data.changes[0]["previous_run_id"] if data.changes else None,
         deal_rows=DEAL_ROWS,
         owners=owners(data.facts) if breakdown else [],
         owner_rows=OWNER_ROWS,

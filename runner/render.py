@@ -199,6 +199,26 @@ def deals_table(deals: Sequence[dict[str, Any]]) -> str:
     return table(headers, rows, right={3, 4, 5, 6})
 
 
+def changes_table(changes: Sequence[dict[str, Any]]) -> str:
+    """What changed since the previous run, deal by deal."""
+    headers = ["change", "deal", "pipeline", "stage", "amount", "at risk since", "why recovered"]
+    rows = [
+        [
+            c["change_type"],
+            c["deal_name"],
+            c["pipeline_name"] or c["pipeline_id"],
+            c["stage_name"] or c["stage_id"],
+            c["amount"],
+            c["first_flagged_at"],
+            c["recovery_reason"],
+        ]
+        for c in changes
+    ]
+    previous = changes[0]["previous_run_id"]
+    since = f"since run {previous}" if previous else "no previous run: every at-risk deal is new"
+    return f"Changes ({since})\n" + table(headers, rows, right={4})
+
+
 def stage_limits_table(stages: Sequence[dict[str, Any]], percentile: str) -> str:
     """Per stage: its completed visits of the last 365 days, their percentiles, and the limit
     learned at `percentile` (none below 5 visits)."""

@@ -23,6 +23,7 @@ final as (
         snoozes,
         aging_calendar,
         threshold_mode,
+        changes,
         -- generated_at is fixed once per run and kept in its header, so a rerun computes the same ages.
         coalesce(period_end, generated_at) as as_of_ts
 

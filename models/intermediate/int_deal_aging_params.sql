@@ -25,6 +25,7 @@ runs_of_this_invocation as (
         snoozes,
         aging_calendar,
         threshold_mode,
+        changes,
         generated_at
 
     from report_runs

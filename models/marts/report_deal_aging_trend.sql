@@ -28,18 +28,8 @@ succeeded_runs as (
         lag(run_id) over (
             partition by
                 tenant_id,
-                threshold_days,
-                cycle_threshold_days,
-                period_start,
                 period_end,
-                pipeline_id,
-                stage_id,
-                principal_type,
-                principal_id,
-                breakdown,
-                snoozes,
-                aging_calendar,
-                threshold_mode
+                {{ deal_aging_comparable_params() | join(', ') }}
             order by generated_at, run_id
         ) as previous_run_id
 

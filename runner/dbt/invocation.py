@@ -21,13 +21,15 @@ if TYPE_CHECKING:
     from dbt.cli.main import dbtRunnerResult
     from dbt.contracts.graph.manifest import Manifest
 
-# The models a report run builds (the fact and the deal list); their ephemeral parents compile in.
+# The models a report run builds (the facts, the deal list, the changes); their ephemeral parents
+# compile in.
 REPORT_RUN_SELECTOR = "tag:report_run"
 # Everything the report needs in a database: the run-keyed tables and the views.
 SETUP_SELECTOR = [
     REPORT_RUN_SELECTOR,
     "report_deal_aging_latest",
     "report_deal_aging_trend",
+    "report_deal_aging_change_counts",
     "report_deal_aging_stage_limits",
 ]
 # Read by the hooks at execution time only, so a new value never makes dbt re-parse the project

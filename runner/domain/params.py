@@ -18,6 +18,7 @@ BREAKDOWNS = ("owner",)
 SNOOZES = ("ignore", "honor")
 AGING_CALENDARS = ("calendar", "business")
 THRESHOLD_MODES = ("fixed", "p75", "p90")
+CHANGES = ("ignore", "track")
 # PostgreSQL's largest integer: day counts are stored as integer, and counts are compared with one.
 MAX_INTEGER = 2_147_483_647
 # Years as written: on every zone offset (up to ±14:00) the instant still converts to UTC within
@@ -43,6 +44,7 @@ class ReportParams:
     snoozes: str = SNOOZES[0]
     aging_calendar: str = AGING_CALENDARS[0]
     threshold_mode: str = THRESHOLD_MODES[0]
+    changes: str = CHANGES[0]
 
     def input_params(self) -> dict[str, Any]:
         """The header's input_params: the reference query's names, in the form dbt's hook writes."""
@@ -59,6 +61,7 @@ class ReportParams:
             "snoozes": self.snoozes,
             "aging_calendar": self.aging_calendar,
             "threshold_mode": self.threshold_mode,
+            "changes": self.changes,
         }
 
 
@@ -145,6 +148,10 @@ def parse_threshold_mode(option: str, text: str) -> str:
     return parse_choice(option, text, THRESHOLD_MODES)
 
 
+def parse_changes(option: str, text: str) -> str:
+    return parse_choice(option, text, CHANGES)
+
+
 def build_params(
     *,
     threshold_days: str,
@@ -159,6 +166,7 @@ def build_params(
     snoozes: str | None = None,
     aging_calendar: str | None = None,
     threshold_mode: str | None = None,
+    changes: str | None = None,
 ) -> ReportParams:
     """Validate the command-line values of a run; raises BadInput naming the first bad one."""
     params = ReportParams(
@@ -178,6 +186,7 @@ def build_params(
         or AGING_CALENDARS[0],
         threshold_mode=optional(parse_threshold_mode, "--threshold-mode", threshold_mode)
         or THRESHOLD_MODES[0],
+        changes=optional(parse_changes, "--changes", changes) or CHANGES[0],
     )
     if (params.principal_type is None) != (params.principal_id is None):
         raise BadInput("--principal-type and --principal-id: give both or neither")

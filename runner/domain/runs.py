@@ -27,7 +27,7 @@ FINISHED = (RunStatus.SUCCEEDED, RunStatus.FAILED)
 REPORT_TYPE = "deal_aging"
 
 # The tables holding a run's rows under its run_id (the dbt macro deal_aging_run_keyed_tables).
-RUN_KEYED_TABLES = ("report_deal_aging_fact", "report_deal_aging_deal")
+RUN_KEYED_TABLES = ("report_deal_aging_fact", "report_deal_aging_deal", "report_deal_aging_change")
 
 # A request whose worker died this many times ends FAILED instead of queueing again.
 MAX_ATTEMPTS = 3

@@ -101,6 +101,25 @@ def run_deals(
     )
 
 
+def run_changes(
+    conn: psycopg.Connection, tables: Tables, source_schema: str, run_id: UUID
+) -> list[dict[str, Any]]:
+    """The run's changes since its previous run: newly at risk, still at risk (longest first),
+    then recovered, by reason."""
+    return _named_run_rows(
+        conn,
+        tables,
+        "report_deal_aging_change",
+        source_schema,
+        run_id,
+        extra_columns=sql.SQL(""),
+        order_by=sql.SQL(
+            "array_position(array['NEWLY_AT_RISK', 'STILL_AT_RISK', 'RECOVERED'], r.change_type::text),"
+            " r.first_flagged_at, r.recovery_reason, r.amount desc nulls last, r.deal_id"
+        ),
+    )
+
+
 def _named_run_rows(
     conn: psycopg.Connection,
     tables: Tables,

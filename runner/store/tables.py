@@ -71,6 +71,7 @@ SETUP_RELATIONS = (
     *RUN_KEYED_TABLES,
     "report_deal_aging_latest",
     "report_deal_aging_trend",
+    "report_deal_aging_change_counts",
     "report_deal_aging_stage_limits",
 )
 

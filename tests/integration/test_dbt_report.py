@@ -126,6 +126,7 @@ def test_header_records_parameters_and_period(dbt, db, ids):
         "snoozes": "ignore",
         "aging_calendar": "calendar",
         "threshold_mode": "fixed",
+        "changes": "ignore",
     }
     assert run["period_start"].isoformat() == "2026-01-01T00:00:00+00:00"
     assert (

@@ -18,6 +18,7 @@ import pytest
 from psycopg import sql
 
 from runner.dbt.project import EXAMPLE_PROFILES, PROJECT_DIR
+from runner.domain.runs import RUN_KEYED_TABLES
 
 from .report_checks import DatasetIds
 from .runner_process import block_deals, blocked_on_lock, run_runner, runner_env, wait_until
@@ -25,8 +26,7 @@ from .support import connect
 
 DBT_EXECUTABLE = Path(sys.executable).with_name("dbt")
 CRM_TABLES = ("pipeline", "pipeline_stage", "deal", "deal_pipeline_stage_state")
-RUN_KEYED_TABLES = ("report_deal_aging_fact", "report_deal_aging_deal")
-VIEWS = ("report_deal_aging_latest", "report_deal_aging_trend")
+VIEWS = ("report_deal_aging_latest", "report_deal_aging_trend", "report_deal_aging_change_counts")
 # Every view the project builds: the dashboards' and the limits learned from history.
 ALL_VIEWS = (*VIEWS, "report_deal_aging_stage_limits")
 
@@ -146,12 +146,12 @@ GRANTS: dict[str, tuple[str, tuple[Grant, ...]]] = {
         ),
     ),
     "dashboard": (
-        "a dashboard: the two views, which read the rest with their owner's rights",
+        "a dashboard: the views, which read the rest with their owner's rights",
         (
             Grant("connect", 'grant connect on database :"database" to :"dashboard";'),
             Grant("reach the views", 'grant usage on schema :"report_schema" to :"dashboard";'),
             Grant(
-                "the latest run and the trend",
+                "the latest run, the trend and the changes since the previous runs",
                 "grant select on "
                 + ", ".join(f':"report_schema".{view}' for view in VIEWS)
                 + ' to :"dashboard";',
@@ -414,8 +414,17 @@ def test_the_owner_runs_the_report_again(deployed: Roles, db: psycopg.Connection
 
 
 def test_the_runner_runs_a_tenant(deployed: Roles, db: psycopg.Connection, ids: DatasetIds):
+    # Tracking changes, so the run also reads and writes the change list with these grants.
     done = runner_as(
-        deployed, "runner", "run", "--tenant-id", ids.tenants[0], "--threshold-days", "30"
+        deployed,
+        "runner",
+        "run",
+        "--tenant-id",
+        ids.tenants[0],
+        "--threshold-days",
+        "30",
+        "--changes",
+        "track",
     )
     assert done.returncode == 0, done.stderr
     run_id = uuid.UUID(done.stdout.splitlines()[-1])
@@ -425,7 +434,15 @@ def test_the_runner_runs_a_tenant(deployed: Roles, db: psycopg.Connection, ids: 
 
 def test_a_worker_executes_a_submitted_run(deployed: Roles, db: psycopg.Connection, ids):
     queued = runner_as(
-        deployed, "worker", "submit", "--tenant-id", ids.tenants[1], "--threshold-days", "30"
+        deployed,
+        "worker",
+        "submit",
+        "--tenant-id",
+        ids.tenants[1],
+        "--threshold-days",
+        "30",
+        "--changes",
+        "track",
     )
     assert queued.returncode == 0, queued.stderr
     run_id = uuid.UUID(queued.stdout.strip())

@@ -150,7 +150,7 @@ def test_one_run_keyed_model_alone_opens_no_run(dbt, database_env, db, ids, repo
     )
 
     assert not result.success
-    assert "select both run-keyed models" in str(result.exception)
+    assert "select every run-keyed model" in str(result.exception)
     assert row_counts(db) == before
 
 

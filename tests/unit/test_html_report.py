@@ -54,7 +54,8 @@ def fact(pipeline: str, stage: str, order: int, deals: int, at_risk: int, **extr
     } | extra
 
 
-def deal(name: str, past: int) -> dict[str, Any]:
+def listed(name: str) -> dict[str, Any]:
+    """A deal where a run lists it: its name, pipeline and stage."""
     return {
         "deal_id": uuid4(),
         "deal_name": name,
@@ -62,6 +63,11 @@ def deal(name: str, past: int) -> dict[str, Any]:
         "pipeline_name": "New Business",
         "stage_id": uuid4(),
         "stage_name": "Qualification",
+    }
+
+
+def deal(name: str, past: int) -> dict[str, Any]:
+    return listed(name) | {
         "owned_by_user_id": UUID("00000000-0000-4000-8000-0000000000aa"),
         "amount": Decimal("12345.5"),
         "days_in_stage": Decimal(30 + past),
@@ -174,6 +180,35 @@ def test_snoozed_deals_are_a_table_of_their_own_with_until_when_and_why():
     assert "2026-02-15 00:00:00 UTC" in section
     assert "Waiting for &lt;b&gt;budget&lt;/b&gt;" in section and "<b>" not in html
     assert 'id="snoozed"' not in page()
+
+
+def change(name: str, change_type: str, reason: str | None = None) -> dict[str, Any]:
+    return listed(name) | {
+        "amount": Decimal("100"),
+        "previous_run_id": UUID("00000000-0000-4000-8000-000000009103"),
+        "change_type": change_type,
+        "first_flagged_at": None if reason else datetime(2026, 11, 2, tzinfo=UTC),
+        "recovery_reason": reason,
+    }
+
+
+def test_changes_since_the_previous_run_are_counted_and_listed():
+    changes = [
+        change(HOSTILE, "NEWLY_AT_RISK"),
+        change("Initech", "STILL_AT_RISK"),
+        change("Globex", "RECOVERED", "WON"),
+        change("Umbrella", "RECOVERED", "MOVED_STAGE"),
+    ]
+
+    html = page(changes=changes)
+
+    section = html[html.index('id="changes"') : html.index('id="deals"')]
+    assert "Since run 00000000-0000-4000-8000-000000009103:" in section
+    assert (
+        "1 newly at risk, 1 still at risk, 2 recovered (1 won, 1 moved to another stage)" in section
+    )
+    assert "2026-11-02 00:00:00 UTC" in section and HOSTILE not in html
+    assert 'id="changes"' not in page()
 
 
 def test_headline_figures_and_their_change_since_the_previous_run():

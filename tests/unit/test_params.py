@@ -183,6 +183,7 @@ def test_build_params_validates_and_converts_every_value() -> None:
         "snoozes": "ignore",
         "aging_calendar": "calendar",
         "threshold_mode": "fixed",
+        "changes": "ignore",
     }
 
 
@@ -208,6 +209,7 @@ def test_build_params_validates_and_converts_every_value() -> None:
         ({"snoozes": "on"}, "--snoozes: expected ignore or honor, got 'on'"),
         ({"aging_calendar": "work"}, "--aging-calendar: expected calendar or business, got 'work'"),
         ({"threshold_mode": "p50"}, "--threshold-mode: expected fixed or p75 or p90, got 'p50'"),
+        ({"changes": "on"}, "--changes: expected ignore or track, got 'on'"),
         (
             {"threshold_mode": "p90", "aging_calendar": "business"},
             "--threshold-mode p90 and --aging-calendar business: limits learned from history",

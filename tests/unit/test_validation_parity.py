@@ -113,6 +113,7 @@ CASES = {
         "p50",
         "75",
     ],
+    ("deal_aging_changes", params.parse_changes): ["ignore", "TRACK", "Track", "true", "on"],
     ("deal_aging_schema_name", params.parse_schema_name): [
         "dyno_crm",
         "_x1",

@@ -19,6 +19,7 @@ select
     -- Headers written before the parameter existed ran with its default.
     cast(coalesce(input_params ->> 'snoozes', 'ignore') as varchar(8)) as snoozes,
     cast(coalesce(input_params ->> 'aging_calendar', 'calendar') as varchar(8)) as aging_calendar,
-    cast(coalesce(input_params ->> 'threshold_mode', 'fixed') as varchar(8)) as threshold_mode
+    cast(coalesce(input_params ->> 'threshold_mode', 'fixed') as varchar(8)) as threshold_mode,
+    cast(coalesce(input_params ->> 'changes', 'ignore') as varchar(8)) as changes
 
 from {{ source('reporting', 'report_run') }}
