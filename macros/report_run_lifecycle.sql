@@ -24,6 +24,12 @@
 {% endmacro %}
 
 
+{# The one run-keyed model an invocation may leave out: when none of its runs tracks changes. #}
+{% macro deal_aging_change_model() %}
+    {{ return('model.deal_aging.report_deal_aging_change') }}
+{% endmacro %}
+
+
 {% macro deal_aging_runs_of_this_invocation() %}
     dbt_invocation_id = '{{ invocation_id }}'::uuid
 {% endmacro %}
@@ -61,14 +67,22 @@
     {% if not deal_aging_is_report_invocation() %}
         {{ return('') }}
     {% endif %}
-    {% for model in deal_aging_run_keyed_models() if model not in selected_resources %}
+    {% for model in deal_aging_run_keyed_models()
+        if model not in selected_resources and model != deal_aging_change_model() %}
         {{ exceptions.raise_compiler_error(
-            "A report run writes its facts, its deal list and its changes together: select every run-keyed model"
+            "A report run writes its facts and its deal list together: select every run-keyed model"
             ~ " (--select tag:report_run) or neither; " ~ model.split('.')[-1] ~ " is not selected."
         ) }}
     {% endfor %}
     {% set given_run_ids = deal_aging_given_run_ids() %}
     {% set params = deal_aging_report_params() %}
+    {% if deal_aging_change_model() not in selected_resources
+        and deal_aging_tracks_changes(given_run_ids, params) %}
+        {{ exceptions.raise_compiler_error(
+            "A run of this invocation tracks changes (changes: track): select report_deal_aging_change"
+            ~ " too (--select tag:report_run); no run was opened."
+        ) }}
+    {% endif %}
     {% set pending = deal_aging_pending_migrations() %}
     {% if pending %}
         {{ exceptions.raise_compiler_error(
@@ -175,6 +189,21 @@
     True when nobody executes the run now: the runner and the workers hold this advisory lock for
     a whole run (the key is runner/store/'s liveness_key). The try-lock lets go at commit.
 #}
+{# Whether a run about to be opened (params) or adopted (given_run_ids) tracks changes. #}
+{% macro deal_aging_tracks_changes(given_run_ids, params) %}
+    {% if not given_run_ids %}
+        {{ return(params.changes == 'track') }}
+    {% endif %}
+    {% set query %}
+        select count(*) from {{ deal_aging_report_run_relation() }}
+        where
+            run_id in ({%- for run_id in given_run_ids %}'{{ run_id }}'::uuid{{ ', ' if not loop.last }}{% endfor -%})
+            and coalesce(input_params ->> 'changes', 'ignore') = 'track'
+    {% endset %}
+    {{ return(run_query(query).columns[0].values()[0] > 0) }}
+{% endmacro %}
+
+
 {% macro deal_aging_nobody_executes(run_id_sql) %}
     pg_try_advisory_xact_lock(hashtextextended({{ run_id_sql }}::text, 0))
 {% endmacro %}

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 # The models a report run builds (the facts, the deal list, the changes); their ephemeral parents
 # compile in.
 REPORT_RUN_SELECTOR = "tag:report_run"
+# Left out of an invocation whose runs do not track changes: it would only add a model's cost.
+CHANGE_MODEL = "report_deal_aging_change"
 # Everything the report needs in a database: the run-keyed tables and the views.
 SETUP_SELECTOR = [
     REPORT_RUN_SELECTOR,
@@ -89,10 +91,15 @@ def run_report(
     source_schema: str | None,
     timeouts: Timeouts,
     manifest: Manifest | None = None,
+    track_changes: bool = True,
 ) -> DbtOutcome:
     """Build the report models for runs whose headers exist; the on-run-end hook closes them.
-    With a manifest (a warm worker's), dbt skips loading and parsing the project."""
-    args = ["run", "--select", REPORT_RUN_SELECTOR, "--no-write-json", *settings.common_args()]
+    Without track_changes (no run tracks changes) the change list is left out. With a manifest
+    (a warm worker's), dbt skips loading and parsing the project."""
+    selection = ["--select", REPORT_RUN_SELECTOR]
+    if not track_changes:
+        selection += ["--exclude", CHANGE_MODEL]
+    args = ["run", *selection, "--no-write-json", *settings.common_args()]
     if manifest is not None:
         patches.forget_compilation(manifest)
     run_ids_text = ",".join(str(run_id) for run_id in run_ids)

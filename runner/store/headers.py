@@ -12,6 +12,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from runner.domain.errors import BadInput, one_line
+from runner.domain.params import CHANGES
 from runner.domain.runs import REPORT_TYPE, RUN_KEYED_TABLES, RunRequest, RunStatus
 from runner.store.channel import notify_workers
 from runner.store.tables import Tables, table_exists
@@ -73,6 +74,19 @@ class Outcome:
     status: str
     error_message: str | None
     fact_rows: int
+
+
+def track_changes(conn: psycopg.Connection, tables: Tables, run_ids: list[UUID]) -> bool:
+    """Whether a run of these tracks changes (input_params' `changes`)."""
+    with conn.transaction():
+        found = conn.execute(
+            sql.SQL(
+                "select exists (select 1 from {} where run_id = any(%s)"
+                " and input_params ->> 'changes' = %s)"
+            ).format(tables.report_run),
+            (run_ids, CHANGES[-1]),
+        ).fetchone()
+    return bool(found and found[0])
 
 
 def outcomes(conn: psycopg.Connection, tables: Tables, run_ids: list[UUID]) -> list[Outcome]:

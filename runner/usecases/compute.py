@@ -68,7 +68,7 @@ def compute_runs(
     while parts:
         part = parts.pop(0)
         started = time.perf_counter()
-        outcome = _invoke(settings, part)
+        outcome = _invoke(settings, part, headers.track_changes(conn, settings.tables, part))
         seconds = time.perf_counter() - started
         if outcome.interrupted:
             unfinished = [run_id for rest in [part, *parts] for run_id in rest]
@@ -91,10 +91,17 @@ def compute_runs(
     return Computation(closed)
 
 
-def _invoke(settings: ComputeSettings, run_ids: list[UUID]) -> invocation.DbtOutcome:
+def _invoke(
+    settings: ComputeSettings, run_ids: list[UUID], track_changes: bool
+) -> invocation.DbtOutcome:
     try:
         return invocation.run_report(
-            settings.dbt, run_ids, settings.source_schema, settings.timeouts, settings.manifest
+            settings.dbt,
+            run_ids,
+            settings.source_schema,
+            settings.timeouts,
+            settings.manifest,
+            track_changes,
         )
     except KeyboardInterrupt as exc:
         return invocation.DbtOutcome(False, interruption_reason(exc), interrupted=True)

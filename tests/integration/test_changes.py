@@ -5,6 +5,7 @@ runner and a warm worker; by default it lists nothing, and the report's figures 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
@@ -17,7 +18,15 @@ from crm_data.generator import DatasetSpec, create_source_schema, load_dataset
 
 from .report_checks import assert_run_matches_oracle, header, runs_of_invocation
 from .runner_process import run_runner
-from .support import DEAL_TABLE, Dbt, connect, create_database, drop_database, server_env
+from .support import (
+    DEAL_TABLE,
+    Dbt,
+    connect,
+    create_database,
+    drop_database,
+    row_counts,
+    server_env,
+)
 
 CHANGE_TABLE = "dyno_crm.report_deal_aging_change"
 FIRST, SECOND, THIRD = "2026-10-20T00:00:00Z", "2026-10-22T00:00:00Z", "2026-10-23T00:00:00Z"
@@ -116,9 +125,12 @@ def test_runner_and_worker_track_changes(crm_env, tmp_path):
         # Tracking changes changes no figure: the report is still the reference query's.
         assert assert_run_matches_oracle(db, header(db, second))
 
-        # A warm worker: its previous run is the second, and the first still flagged them first.
+        # A warm worker's batch with a run that does not track changes: the tracking one's previous
+        # run is the second, and the first still flagged its deals first.
+        untracked = run(crm_env, "submit", "--tenant-id", tenant, "--threshold-days", "20")
         queued = run(crm_env, "submit", *base, "--period-end", THIRD)
         run(crm_env, "worker", "--exit-when-idle", "--poll-seconds", "0.2")
+        assert changes(db, untracked) == {} and at_risk(db, untracked)
         third = changes(db, queued)
         assert {row["previous_run_id"] for row in third.values()} == {UUID(second)}
         assert third[still["deal_id"]]["first_flagged_run_id"] == UUID(first)
@@ -147,6 +159,27 @@ def test_dbt_run_tracks_changes_only_when_asked(dbt: Dbt, db, ids):
         db, tracked["run_id"]
     )
     assert assert_run_matches_oracle(db, tracked)
+
+
+def test_an_invocation_without_tracking_runs_leaves_the_change_list_out(
+    database_env, dbt, db, ids, report_ready
+):
+    """It would only add a model's cost; with a run that tracks changes, leaving it out is
+    refused before any run is opened."""
+    args = ["--tenant-id", ids.tenants[1], "--threshold-days", "30", "--verbose"]
+    plain = run_runner(database_env, "run", *args)
+    tracked = run_runner(database_env, "run", *args, "--changes", "track")
+    assert plain.returncode == tracked.returncode == 0, plain.stderr + tracked.stderr
+    built = re.compile(r"START sql incremental model \S*report_deal_aging_change\b")
+    assert not built.search(plain.stderr) and built.search(tracked.stderr), tracked.stderr[-2000:]
+
+    before = row_counts(db)
+    excluded = ["--exclude", "report_deal_aging_change"]
+    refused = dbt.invoke("run", *excluded, dbt_vars={"threshold_days": 30, "changes": "track"})
+    assert not refused.success
+    assert "select report_deal_aging_change too" in str(refused.exception)
+    assert row_counts(db) == before
+    assert dbt.invoke("run", *excluded, dbt_vars={"threshold_days": 30}).success
 
 
 def test_a_bad_changes_value_is_refused(database_env, dbt: Dbt, ids):
