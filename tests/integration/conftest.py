@@ -85,7 +85,8 @@ def report_ready(dbt: Dbt, database_env: dict[str, str], ids: DatasetIds) -> Non
 
 
 # The longest tests, started first: at the end they would run alone while the other workers
-# idle. xdist (--dist=loadfile) hands out test files in the order they were collected.
+# idle. xdist (--dist=loadfile --no-loadscope-reorder, pyproject.toml) hands out test files in
+# the order they were collected.
 LONGEST_FIRST = ("test_bench_smoke.py", "test_demo.py", "test_fresh_database.py")
 
 
