@@ -375,6 +375,31 @@ recovered_changes as (
 
 ),
 
+all_changes as (
+
+    -- In at_risk_changes' column order: a union matches columns by position.
+    select * from at_risk_changes
+
+    union all
+
+    select
+        run_id,
+        tenant_id,
+        deal_id,
+        deal_name,
+        pipeline_id,
+        stage_id,
+        amount,
+        previous_run_id,
+        recovery_reason,
+        change_type,
+        first_flagged_run_id,
+        first_flagged_at
+
+    from recovered_changes
+
+),
+
 final as (
 
     select
@@ -391,25 +416,7 @@ final as (
         first_flagged_at,
         cast(recovery_reason as varchar(16)) as recovery_reason
 
-    from at_risk_changes
-
-    union all
-
-    select
-        run_id,
-        tenant_id,
-        deal_id,
-        cast(deal_name as text) as deal_name,
-        pipeline_id,
-        stage_id,
-        cast(amount as numeric(20, 2)) as amount,
-        previous_run_id,
-        cast(change_type as varchar(16)) as change_type,
-        first_flagged_run_id,
-        first_flagged_at,
-        cast(recovery_reason as varchar(16)) as recovery_reason
-
-    from recovered_changes
+    from all_changes
 
 )
 
