@@ -17,6 +17,12 @@ made each flag by walking inspect.stack(), which reads the source of every frame
 of every new adapter, and dbt makes one per invocation: a fifth of a warm worker's time outside
 SQL. The frames' module names give the same answer (docs/decisions/behavior-flags.md).
 
+Jinja compiled once per text. dbt gives every invocation new Jinja environments and compiles
+each model's and hook's text anew, while a warm worker renders the same texts for every batch:
+a seventh of a lone request's dbt time. The environment's classes compile a text to the same
+Python code whatever the instance (the code reads the instance's undefined type and filters when
+it runs), so the code is kept per class and text (docs/decisions/jinja-compiled-once.md).
+
 One compilation at a time. The report's two models run on two threads and share their ephemeral
 parents, which both threads would otherwise compile. Compiling is Python work that the GIL
 serializes anyway, so taking turns costs nothing; the models' SQL still runs in parallel
@@ -30,8 +36,10 @@ import logging
 import re
 import sys
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from functools import cache
+from types import CodeType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -48,6 +56,9 @@ _LEADING_WITH = re.compile(
     r"\A(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?\*/)*with\b(?!\s+recursive\b)\s*",
     re.IGNORECASE | re.DOTALL,
 )
+
+# Distinct Jinja texts whose compiled code a process keeps: the project has about 140.
+COMPILED_TEXTS_KEPT = 1024
 
 # A staging model as dbt injects it, ` __dbt__cte__stg_<name> as (`: a projection of one table.
 _STAGING_CTE = re.compile(r"\A(\s*__dbt__cte__stg_\w+\s+as\s+)\(")
@@ -116,6 +127,42 @@ def install() -> None:
     behavior_flags.BehaviorFlagRendered._default_source = staticmethod(  # type: ignore[method-assign]
         flag_source
     )
+
+    from dbt_common.clients.jinja import MacroFuzzEnvironment
+
+    MacroFuzzEnvironment.compile = compiled_once(MacroFuzzEnvironment.compile)  # type: ignore[method-assign]
+
+
+def compiled_once(compile_source: Callable[..., Any]) -> Callable[..., Any]:
+    """jinja2's Environment.compile, remembering the code of the COMPILED_TEXTS_KEPT texts used
+    last per environment class; parsed templates and raw (Python text) output are not kept."""
+    kept: OrderedDict[tuple[Any, ...], CodeType] = OrderedDict()
+    lock = threading.Lock()
+
+    def compile_once(
+        self: Any,
+        source: Any,
+        name: str | None = None,
+        filename: str | None = None,
+        raw: bool = False,
+        defer_init: bool = False,
+    ) -> Any:
+        if raw or not isinstance(source, str):
+            return compile_source(self, source, name, filename, raw, defer_init)
+        key = (type(self), source, name, filename, defer_init)
+        with lock:
+            code = kept.get(key)
+            if code is not None:
+                kept.move_to_end(key)
+                return code
+        code = compile_source(self, source, name, filename, raw, defer_init)
+        with lock:
+            kept[key] = code
+            while len(kept) > COMPILED_TEXTS_KEPT:
+                kept.popitem(last=False)
+        return code
+
+    return compile_once
 
 
 def flag_source() -> str:

@@ -92,3 +92,64 @@ def test_a_behavior_flags_source_is_its_callers_module_without_reading_source(
     patches.install()
     monkeypatch.setattr(inspect, "stack", no_stack)
     assert _flags_made_here() == [__name__, __name__]
+
+
+class _CountedCompile:
+    """jinja2's own Environment.compile, counting the texts it is asked to compile."""
+
+    def __init__(self) -> None:
+        import jinja2
+
+        self.texts: list[str] = []
+        self._compile = jinja2.Environment.compile
+
+    def __call__(self, env: object, source: object, *args: object) -> object:
+        self.texts.append(str(source))
+        return self._compile(env, source, *args)  # type: ignore[arg-type]
+
+
+def test_a_jinja_text_is_compiled_once_per_environment_class_and_renders_its_own_context() -> None:
+    from dbt_common.clients.jinja import get_environment
+
+    counted = _CountedCompile()
+    compile_once = patches.compiled_once(counted)
+    text = "{{ threshold }} days"
+    outputs = []
+    for threshold in (30, 45):
+        env = get_environment()  # a new environment, as every dbt invocation makes
+        template = env.template_class.from_code(env, compile_once(env, text), env.globals, None)
+        outputs.append(template.render({"threshold": threshold}))
+    assert outputs == ["30 days", "45 days"]
+    assert counted.texts == [text]
+
+    # The native environment (another class, other filters) compiles the text for itself.
+    native = compile_once(get_environment(native=True), text)
+    assert native is not compile_once(get_environment(), text)
+    assert counted.texts == [text, text]
+
+
+def test_only_the_texts_used_last_are_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dbt_common.clients.jinja import get_environment
+
+    monkeypatch.setattr(patches, "COMPILED_TEXTS_KEPT", 2)
+    counted = _CountedCompile()
+    compile_once = patches.compiled_once(counted)
+    env = get_environment()
+    for text in ("a", "b", "a", "c", "a", "b"):
+        compile_once(env, text)
+    # "b" was the least recently used when "c" came, so it is compiled again; "a" never is.
+    assert counted.texts == ["a", "b", "c", "b"]
+
+
+def test_python_text_and_parsed_templates_are_not_kept() -> None:
+    from dbt_common.clients.jinja import get_environment
+
+    counted = _CountedCompile()
+    compile_once = patches.compiled_once(counted)
+    env = get_environment()
+    compile_once(env, "{{ x }}", None, None, True)
+    compile_once(env, "{{ x }}", None, None, True)
+    parsed = env.parse("{{ y }}")
+    compile_once(env, parsed)
+    compile_once(env, parsed)
+    assert len(counted.texts) == 4
