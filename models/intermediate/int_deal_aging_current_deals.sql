@@ -157,11 +157,11 @@ open_deals_in_scope as (
         {% if constants.tenant_ids | length == 1 %}
             and deal_stage_states.tenant_id = '{{ constants.tenant_ids[0] }}'
         {% elif constants.tenant_ids %}
-            -- On each table: PostgreSQL carries an equality to a constant across the joins, not a
-            -- list, and each table's share of the rows is what picks its scan.
-            and deal_stage_states.tenant_id in ('{{ constants.tenant_ids | join("', '") }}')
+            -- On the deals alone: PostgreSQL carries an equality to a constant across the joins,
+            -- not a list, and a list on the stage rows too, beside their tenant match with the
+            -- runs and the stages, made it expect one stage row and scan the deals for every
+            -- one of them (docs/decisions/plan-constants.md).
             and deals.tenant_id in ('{{ constants.tenant_ids | join("', '") }}')
-            and pipeline_stages.tenant_id in ('{{ constants.tenant_ids | join("', '") }}')
         {% endif %}
         and ({{ period_start }} is null or deal_stage_states.stage_entered_at >= {{ period_start }})
         and ({{ period_end }} is null or deal_stage_states.stage_entered_at < {{ period_end }})

@@ -193,25 +193,3 @@ def test_one_invocation_computes_calendar_and_business_runs(database_env, db, id
     assert [result.status for result in results] == ["SUCCEEDED", "SUCCEEDED"]
     assert assert_run_matches_oracle(db, header(db, calendar.run_id))
     assert_close(deal_list(db, business.run_id), expected_deal_list(db, str(tenant)))
-
-
-def test_a_bad_aging_calendar_is_refused(database_env, dbt, ids):
-    done = run_runner(
-        database_env,
-        "run",
-        "--tenant-id",
-        ids.tenants[0],
-        "--threshold-days",
-        "3",
-        "--aging-calendar",
-        "working",
-    )
-    assert (done.returncode, done.stderr) == (
-        2,
-        "error: --aging-calendar: expected calendar or business, got 'working'\n",
-    )
-    result = dbt.run({"threshold_days": 3, "aging_calendar": "working"})
-    assert not result.success
-    assert "Invalid var aging_calendar: expected calendar or business, got working." in str(
-        result.exception
-    )

@@ -182,26 +182,6 @@ def test_an_invocation_without_tracking_runs_leaves_the_change_list_out(
     assert dbt.invoke("run", *excluded, dbt_vars={"threshold_days": 30}).success
 
 
-def test_a_bad_changes_value_is_refused(database_env, dbt: Dbt, ids):
-    done = run_runner(
-        database_env,
-        "run",
-        "--tenant-id",
-        ids.tenants[0],
-        "--threshold-days",
-        "3",
-        "--changes",
-        "on",
-    )
-    assert (done.returncode, done.stderr) == (
-        2,
-        "error: --changes: expected ignore or track, got 'on'\n",
-    )
-    result = dbt.run({"threshold_days": 3, "changes": "yes"})
-    assert not result.success
-    assert "Invalid var changes: expected ignore or track, got yes." in str(result.exception)
-
-
 def dbt_run(dbt: Dbt, db: psycopg.Connection, dbt_vars: dict[str, Any]) -> dict[str, Any]:
     result = dbt.run(dbt_vars)
     assert result.success, result.exception

@@ -163,26 +163,6 @@ def test_without_the_table_a_run_that_honors_snoozes_is_the_plain_report(dbt, db
     assert assert_run_matches_oracle(db, run)
 
 
-def test_a_bad_snoozes_value_is_refused(database_env, dbt, db, ids):
-    done = run_runner(
-        database_env,
-        "run",
-        "--tenant-id",
-        ids.tenants[0],
-        "--threshold-days",
-        "3",
-        "--snoozes",
-        "on",
-    )
-    assert (done.returncode, done.stderr) == (
-        2,
-        "error: --snoozes: expected ignore or honor, got 'on'\n",
-    )
-    result = dbt.run({"threshold_days": 3, "snoozes": "on"})
-    assert not result.success
-    assert "Invalid var snoozes: expected ignore or honor, got on." in str(result.exception)
-
-
 @pytest.fixture
 def fresh_env() -> Iterator[dict[str, str]]:
     name = create_database("deal_aging_upgrade")

@@ -15,6 +15,8 @@ import pytest
 from dbt.cli.main import dbtRunnerResult
 from dbt_common.invocation import get_invocation_id
 
+from runner.domain.params import AGING_CALENDARS, CHANGES, SNOOZES, THRESHOLD_MODES
+
 from .report_checks import DatasetIds, runs_of_invocation
 from .runner_process import run_runner
 from .support import REPORT_RUN_TABLE, Dbt, row_counts
@@ -175,6 +177,32 @@ def test_an_unknown_var_is_refused(name, dbt, db, report_ready):
     result = dbt.run({name: 7})
 
     assert f"Unknown var {name}: the report's vars are {VAR_NAMES}" in failure(result)
+    assert row_counts(db) == before
+
+
+@pytest.mark.parametrize(
+    ("name", "choices"),
+    [
+        ("snoozes", SNOOZES),
+        ("aging_calendar", AGING_CALENDARS),
+        ("threshold_mode", THRESHOLD_MODES),
+        ("changes", CHANGES),
+    ],
+)
+def test_an_optional_features_unknown_mode_is_refused(
+    name, choices, database_env, dbt, db, ids: DatasetIds, report_ready
+):
+    flag = "--" + name.replace("_", "-")
+    expected = " or ".join(choices)
+    before = row_counts(db)
+
+    done = run_runner(
+        database_env, "run", "--tenant-id", ids.tenants[0], "--threshold-days", "3", flag, "on"
+    )
+    result = dbt.run({"threshold_days": 3, name: "sometimes"})
+
+    assert (done.returncode, done.stderr) == (2, f"error: {flag}: expected {expected}, got 'on'\n")
+    assert f"Invalid var {name}: expected {expected}, got sometimes." in failure(result)
     assert row_counts(db) == before
 
 
