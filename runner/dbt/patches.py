@@ -23,6 +23,15 @@ a seventh of a lone request's dbt time. The environment's classes compile a text
 Python code whatever the instance (the code reads the instance's undefined type and filters when
 it runs), so the code is kept per class and text (docs/decisions/jinja-compiled-once.md).
 
+Events built only when heard. dbt builds a protobuf message for every event it fires, twice (the
+event, then its envelope), with logging off too: a tenth of a warm worker's lone request. An event
+now builds its message when something reads it, and an event fired while no logger or callback
+can hear it (logging off, the usage-tracking callback with tracking off, no warn-error handling
+asked for) is dropped unread (docs/decisions/events-built-when-heard.md).
+
+Installed plugins found once. dbt looks for plugin modules (`dbt_*`) by listing every directory
+on sys.path at every invocation; the packages installed do not change while a process runs.
+
 One compilation at a time. The report's two models run on two threads and share their ephemeral
 parents, which both threads would otherwise compile. Compiling is Python work that the GIL
 serializes anyway, so taking turns costs nothing; the models' SQL still runs in parallel
@@ -33,6 +42,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import sys
 import threading
@@ -131,6 +141,65 @@ def install() -> None:
     from dbt_common.clients.jinja import MacroFuzzEnvironment
 
     MacroFuzzEnvironment.compile = compiled_once(MacroFuzzEnvironment.compile)  # type: ignore[method-assign]
+
+    _build_events_when_heard()
+
+    from dbt.plugins.manager import PluginManager
+
+    found_once = cache(PluginManager.get_prefixed_modules)
+    PluginManager.get_prefixed_modules = classmethod(lambda cls: dict(found_once()))  # type: ignore[method-assign,assignment]
+
+
+def _build_events_when_heard() -> None:
+    from dbt_common.events.base_types import BaseEvent
+    from dbt_common.events.event_manager import EventManager
+
+    build = BaseEvent.__init__
+    read = BaseEvent.__getattr__
+
+    def defer(self: Any, *args: Any, **kwargs: Any) -> None:
+        object.__setattr__(self, "_deal_aging_arguments", (args, kwargs))
+
+    def read_built(self: Any, key: str) -> Any:
+        arguments = self.__dict__.pop("_deal_aging_arguments", None)
+        if arguments is not None:
+            build(self, *arguments[0], **arguments[1])
+        return read(self, key)
+
+    BaseEvent.__init__ = defer  # type: ignore[method-assign]
+    BaseEvent.__getattr__ = read_built  # type: ignore[method-assign]
+
+    fire = EventManager.fire_event
+
+    def fire_if_heard(
+        self: Any,
+        e: Any,
+        level: Any = None,
+        node: Any = None,
+        force_warn_or_error_handling: bool = False,
+    ) -> None:
+        if heard(self, force_warn_or_error_handling):
+            fire(self, e, level, node, force_warn_or_error_handling)
+
+    EventManager.fire_event = fire_if_heard  # type: ignore[method-assign]
+
+
+def heard(manager: Any, force_warn_or_error_handling: bool) -> bool:
+    """Whether an event fired to `manager` reaches a logger, a callback that does something with
+    it, or the warn-error handling that can turn it into an error."""
+    from dbt import tracking
+
+    def listens(callback: Any) -> bool:
+        tracked = tracking.active_user is not None and not tracking.active_user.do_not_track
+        return callback is not tracking.track_behavior_change_warn or tracked
+
+    return bool(
+        manager.loggers
+        or any(listens(callback) for callback in manager.callbacks)
+        or force_warn_or_error_handling
+        or manager.require_warn_or_error_handling
+        or os.environ.get("DBT_TEST_BINARY_SERIALIZATION")
+    )
 
 
 def compiled_once(compile_source: Callable[..., Any]) -> Callable[..., Any]:

@@ -153,3 +153,66 @@ def test_python_text_and_parsed_templates_are_not_kept() -> None:
     compile_once(env, parsed)
     compile_once(env, parsed)
     assert len(counted.texts) == 4
+
+
+def test_an_event_builds_its_message_only_when_read() -> None:
+    from dbt_common.events.types import Note
+
+    patches.install()
+    event = Note(msg="a note")
+    assert "pb_msg" not in event.__dict__
+    assert event.msg == "a note"
+    assert event.pb_msg.msg == "a note"
+
+
+def test_an_event_nobody_hears_is_dropped_unread_and_a_heard_one_is_delivered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dbt import tracking
+    from dbt_common.events.event_manager import EventManager
+    from dbt_common.events.types import Note
+
+    patches.install()
+    manager = EventManager()
+    manager.callbacks = [tracking.track_behavior_change_warn]
+    monkeypatch.setattr(tracking, "active_user", tracking.User(None))  # tracking off
+
+    unheard = Note(msg="unheard")
+    manager.fire_event(unheard)
+    assert "pb_msg" not in unheard.__dict__
+
+    monkeypatch.setattr(tracking, "active_user", SimpleNamespace(do_not_track=False))
+    assert patches.heard(manager, False)
+    monkeypatch.setattr(tracking, "active_user", tracking.User(None))
+
+    delivered: list[object] = []
+    manager.callbacks.append(delivered.append)
+    manager.fire_event(Note(msg="heard"))
+    assert [message.data.msg for message in delivered] == ["heard"]  # type: ignore[attr-defined]
+
+
+def test_warn_error_handling_still_sees_every_event_it_was_asked_to() -> None:
+    from dbt_common.events.event_manager import EventManager
+    from dbt_common.events.types import Note
+    from dbt_common.exceptions.events import EventCompilationError
+
+    patches.install()
+    manager = EventManager()
+    manager.warn_error = True
+    with pytest.raises(EventCompilationError, match="an error now"):
+        manager.fire_event(Note(msg="an error now"), force_warn_or_error_handling=True)
+
+
+def test_installed_plugins_are_looked_for_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pkgutil
+
+    from dbt.plugins.manager import PluginManager
+
+    patches.install()
+    first = PluginManager.get_prefixed_modules()
+
+    def no_listing(*args: object) -> None:
+        raise AssertionError("sys.path was listed again")
+
+    monkeypatch.setattr(pkgutil, "iter_modules", no_listing)
+    assert PluginManager.get_prefixed_modules() == first
