@@ -108,7 +108,7 @@ def applicable() -> bool:
 
 
 def install() -> None:
-    """Route dbt's compiler through inject_ctes and one compilation at a time; idempotent."""
+    """Make every change this module describes to the running dbt; idempotent."""
     if not applicable():
         return
     from dbt import compilation
