@@ -15,7 +15,15 @@ from runner.dbt.project import EXAMPLE_PROFILES, PROJECT_DIR
 
 from .report_checks import DatasetIds, dataset_ids
 from .runner_process import run_runner
-from .support import Dbt, connect, create_database, drop_database, server_env
+from .support import (
+    OPTIONAL_TABLES,
+    Dbt,
+    connect,
+    create_database,
+    drop_database,
+    report_table_exists,
+    server_env,
+)
 
 
 @pytest.fixture(scope="session")
@@ -82,6 +90,22 @@ def report_ready(dbt: Dbt, database_env: dict[str, str], ids: DatasetIds) -> Non
     """The report tables exist (deployed once), as before any concurrent use."""
     done = run_runner(database_env, "run", "--tenant-id", ids.tenants[0], "--threshold-days", "30")
     assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture
+def optional_tables(
+    database_env: dict[str, str], db: psycopg.Connection, report_ready
+) -> Iterator[None]:
+    """The optional tables, made by the owner's setup as the README says. Every one this made is
+    dropped afterwards, whichever the test used: a later test on this worker's database that
+    needs one to be missing finds it missing."""
+    existed = {table for table in OPTIONAL_TABLES if report_table_exists(db, table)}
+    done = run_runner(database_env, "setup", "--optional-tables")
+    assert done.returncode == 0, done.stderr
+    assert all(report_table_exists(db, table) for table in OPTIONAL_TABLES)
+    yield
+    for table in set(OPTIONAL_TABLES) - existed:
+        db.execute(f"drop table dyno_crm.{table}")
 
 
 # The longest tests, started first: at the end they would run alone while the other workers

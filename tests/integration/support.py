@@ -18,6 +18,13 @@ REFERENCE_QUERY = (PROJECT_DIR / "tests" / "reference" / "seed_report_query.sql"
 FACT_TABLE = "dyno_crm.report_deal_aging_fact"
 DEAL_TABLE = "dyno_crm.report_deal_aging_deal"
 REPORT_RUN_TABLE = "dyno_crm.report_run"
+# The optional tables `runner setup --optional-tables` makes in the report schema.
+OPTIONAL_TABLES = (
+    "deal_aging_stage_threshold",
+    "deal_aging_snooze",
+    "deal_aging_tenant_calendar",
+    "deal_aging_holiday",
+)
 
 
 def row_counts(db: psycopg.Connection) -> tuple[int, ...]:
@@ -74,3 +81,7 @@ class Dbt:
 
     def run(self, dbt_vars: dict[str, Any] | None = None) -> dbtRunnerResult:
         return self.invoke("run", dbt_vars=dbt_vars)
+
+
+def report_table_exists(db: psycopg.Connection, table: str) -> bool:
+    return db.execute("select to_regclass(%s) is not null", (f"dyno_crm.{table}",)).fetchone()[0]

@@ -5,14 +5,12 @@ Python count of the same seconds, deal by deal."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg
-import pytest
 from dbt_common.invocation import get_invocation_id
 
 from runner.dbt.invocation import DbtSettings
@@ -27,22 +25,6 @@ from .support import DEAL_TABLE, FACT_TABLE, Dbt
 
 PERIOD_END = "2026-10-20T15:30:00Z"
 THRESHOLD = 20
-CALENDARS = ("deal_aging_tenant_calendar", "deal_aging_holiday")
-
-
-@pytest.fixture
-def calendars(database_env, db: psycopg.Connection, report_ready) -> Iterator[None]:
-    """The optional tables, made by the owner's setup; the ones this made go afterwards."""
-    existed = {t for t in CALENDARS if table_exists(db, t)}
-    done = run_runner(database_env, "setup", "--optional-tables")
-    assert done.returncode == 0, done.stderr
-    yield
-    for table in set(CALENDARS) - existed:
-        db.execute(f"drop table dyno_crm.{table}")
-
-
-def table_exists(db: psycopg.Connection, table: str) -> bool:
-    return db.execute("select to_regclass(%s) is not null", (f"dyno_crm.{table}",)).fetchone()[0]
 
 
 def working_seconds(
@@ -145,7 +127,9 @@ def test_dbt_run_ages_deals_in_working_days_monday_to_friday_utc_by_default(dbt,
     assert sum(row[2] for row in business) < sum(row[2] for row in calendar)
 
 
-def test_runner_and_worker_use_the_tenants_calendar_and_holidays(calendars, database_env, db, ids):
+def test_runner_and_worker_use_the_tenants_calendar_and_holidays(
+    optional_tables, database_env, db, ids
+):
     tenant = ids.tenants[1]
     holidays = [date(2026, 10, 19), date(2026, 10, 16), date(2026, 9, 30)]
     db.execute(

@@ -122,28 +122,10 @@ def test_cumulative_days_add_the_earlier_visits_to_the_stage(dbt, db, ids):
     assert listed
 
 
-OPTIONAL_TABLES = (
-    "deal_aging_stage_threshold",
-    "deal_aging_snooze",
-    "deal_aging_tenant_calendar",
-    "deal_aging_holiday",
-)
-
-
 @pytest.fixture
-def stage_thresholds(database_env, db: psycopg.Connection, report_ready) -> Iterator[str]:
-    """The optional tables, made by the owner's setup; the ones this made go afterwards."""
-    existed = {t for t in OPTIONAL_TABLES if table_exists(db, t)}
-    done = run_runner(database_env, "setup", "--optional-tables")
-    assert done.returncode == 0, done.stderr
+def stage_thresholds(optional_tables, db: psycopg.Connection) -> Iterator[str]:
     yield THRESHOLDS
     db.execute(f"delete from {THRESHOLDS}")
-    for table in set(OPTIONAL_TABLES) - existed:
-        db.execute(f"drop table dyno_crm.{table}")
-
-
-def table_exists(db: psycopg.Connection, table: str) -> bool:
-    return db.execute("select to_regclass(%s) is not null", (f"dyno_crm.{table}",)).fetchone()[0]
 
 
 def test_suggest_limits_prints_and_writes_the_stages_limits(

@@ -22,7 +22,7 @@ from runner.domain.runs import RUN_KEYED_TABLES
 
 from .report_checks import DatasetIds
 from .runner_process import block_deals, blocked_on_lock, run_runner, runner_env, wait_until
-from .support import connect
+from .support import OPTIONAL_TABLES, connect
 
 DBT_EXECUTABLE = Path(sys.executable).with_name("dbt")
 CRM_TABLES = ("pipeline", "pipeline_stage", "deal", "deal_pipeline_stage_state")
@@ -47,14 +47,6 @@ def _crm_reader(role: str, sources_why: str = "the report's sources") -> tuple[G
         Grant("reach the CRM's tables", f'grant usage on schema :"crm_schema" to :"{role}";'),
         Grant(sources_why, f'grant select on {tables} to :"{role}";'),
     )
-
-
-OPTIONAL_TABLES = (
-    "deal_aging_stage_threshold",
-    "deal_aging_snooze",
-    "deal_aging_tenant_calendar",
-    "deal_aging_holiday",
-)
 
 
 def _report_writer(role: str, header_privileges: str, header_why: str) -> tuple[Grant, ...]:

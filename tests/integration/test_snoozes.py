@@ -28,28 +28,17 @@ from .support import (
     connect,
     create_database,
     drop_database,
+    report_table_exists,
     server_env,
 )
 
 PERIOD_END = "2026-10-20T00:00:00Z"
 SNOOZE = "dyno_crm.deal_aging_snooze"
-OPTIONAL_TABLES = ("deal_aging_snooze", "deal_aging_stage_threshold")
 
 
 @pytest.fixture
-def snoozes(database_env, db: psycopg.Connection, report_ready) -> Iterator[str]:
-    """The optional tables, made by the owner's setup as the README says; the ones this made go."""
-    existed = {t for t in OPTIONAL_TABLES if table_exists(db, t)}
-    done = run_runner(database_env, "setup", "--optional-tables")
-    assert done.returncode == 0, done.stderr
-    assert all(table_exists(db, t) for t in OPTIONAL_TABLES)
-    yield SNOOZE
-    for table in set(OPTIONAL_TABLES) - existed:
-        db.execute(f"drop table dyno_crm.{table}")
-
-
-def table_exists(db: psycopg.Connection, table: str) -> bool:
-    return db.execute("select to_regclass(%s) is not null", (f"dyno_crm.{table}",)).fetchone()[0]
+def snoozes(optional_tables) -> str:
+    return SNOOZE
 
 
 def dbt_run(dbt: Dbt, db: psycopg.Connection, dbt_vars: dict[str, Any]) -> dict[str, Any]:
@@ -158,7 +147,7 @@ def test_one_invocation_computes_runs_that_honor_and_ignore(snoozes, database_en
 
 
 def test_without_the_table_a_run_that_honors_snoozes_is_the_plain_report(dbt, db, ids):
-    assert not table_exists(db, "deal_aging_snooze")
+    assert not report_table_exists(db, "deal_aging_snooze")
     run = dbt_run(dbt, db, {"tenant_id": ids.tenants[0], "threshold_days": 30, "snoozes": "honor"})
     assert assert_run_matches_oracle(db, run)
 
