@@ -12,6 +12,7 @@ import yaml
 from dbt.cli.main import dbtRunner, dbtRunnerResult
 
 from runner.dbt.project import PROJECT_DIR
+from runner.store.tables import Tables, table_exists
 
 LIBPQ_DEFAULTS = {"PGHOST": "127.0.0.1", "PGPORT": "5432", "PGUSER": "postgres"}
 REFERENCE_QUERY = (PROJECT_DIR / "tests" / "reference" / "seed_report_query.sql").read_text()
@@ -84,4 +85,4 @@ class Dbt:
 
 
 def report_table_exists(db: psycopg.Connection, table: str) -> bool:
-    return db.execute("select to_regclass(%s) is not null", (f"dyno_crm.{table}",)).fetchone()[0]
+    return table_exists(db, Tables("dyno_crm"), table)
